@@ -1,0 +1,55 @@
+/**
+ * Every error the project raises on purpose carries a stable code (for logs, metrics and
+ * dead-letter headers) and says whether retrying the same operation can help.
+ */
+
+export const ERROR_CODES = {
+  /** A command-line flag is missing, malformed or contradicts another. */
+  USAGE: "MMSSR_USAGE",
+  /** An input file does not exist or cannot be opened. */
+  FILE_NOT_FOUND: "MMSSR_FILE_NOT_FOUND",
+  /** A row of an input file breaks the format (the message names line/row and field). */
+  BAD_ROW: "MMSSR_BAD_ROW",
+  /** A columnar input lacks a required column. */
+  MISSING_COLUMN: "MMSSR_MISSING_COLUMN",
+  /** A file extension names no format we read or write. */
+  UNSUPPORTED_FORMAT: "MMSSR_UNSUPPORTED_FORMAT",
+  /** Selection options are invalid (unknown capability, ratio outside (0,1), ...). */
+  BAD_OPTIONS: "MMSSR_BAD_OPTIONS",
+  /** A sample failed validation. */
+  INVALID_SAMPLE: "MMSSR_INVALID_SAMPLE",
+  /** An I/O operation failed in a way that may pass on retry (disk full, EAGAIN, ...). */
+  IO: "MMSSR_IO",
+  /** A bug: an invariant of our own code does not hold. */
+  INTERNAL: "MMSSR_INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+export class MmssrError extends Error {
+  readonly code: ErrorCode;
+  /** True when the same operation may succeed if tried again unchanged. */
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "MmssrError";
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** Errors a user can fix by changing the command line or the input: the CLI exits with 2 on these. */
+const USER_ERROR_CODES: ReadonlySet<ErrorCode> = new Set([
+  ERROR_CODES.USAGE,
+  ERROR_CODES.FILE_NOT_FOUND,
+  ERROR_CODES.BAD_ROW,
+  ERROR_CODES.MISSING_COLUMN,
+  ERROR_CODES.UNSUPPORTED_FORMAT,
+  ERROR_CODES.BAD_OPTIONS,
+  ERROR_CODES.INVALID_SAMPLE,
+]);
+
+export function isUserError(err: unknown): err is MmssrError {
+  return err instanceof MmssrError && USER_ERROR_CODES.has(err.code);
+}
