@@ -1,6 +1,6 @@
 import { NUM_CAPABILITIES, NUM_STYLES } from "../domain/taxonomy.js";
-import { ScoredPoolBuilder, type ScoredPool } from "./scored-pool.js";
 import { createRandom, type Random } from "../util/random.js";
+import { type ScoredPool, ScoredPoolBuilder } from "./scored-pool.js";
 
 /**
  * Seeded generator of realistic scored pools for tests and benchmarks. Realistic means:
@@ -22,8 +22,26 @@ export interface GeneratePoolOptions {
 }
 
 const SOURCE_NAMES = [
-  "coco", "textvqa", "docvqa", "chartqa", "scienceqa", "gqa", "vsr", "ocrvqa", "ai2d", "infographicsvqa",
-  "sroie", "flickr30k", "cub", "visual7w", "openimages", "emotic", "mme", "llava-instruct", "sharegpt4v", "geoqa",
+  "coco",
+  "textvqa",
+  "docvqa",
+  "chartqa",
+  "scienceqa",
+  "gqa",
+  "vsr",
+  "ocrvqa",
+  "ai2d",
+  "infographicsvqa",
+  "sroie",
+  "flickr30k",
+  "cub",
+  "visual7w",
+  "openimages",
+  "emotic",
+  "mme",
+  "llava-instruct",
+  "sharegpt4v",
+  "geoqa",
 ];
 
 interface SourceProfile {
@@ -43,7 +61,8 @@ function makeProfiles(count: number, rng: Random): SourceProfile[] {
     // Each source is strong on two or three capabilities and middling to weak on the rest.
     for (let c = 0; c < NUM_CAPABILITIES; c++) capabilityMeans[c] = 0.8 + rng.next() * 1.6;
     const strong = 2 + Math.floor(rng.next() * 2);
-    for (let j = 0; j < strong; j++) capabilityMeans[Math.floor(rng.next() * NUM_CAPABILITIES)] += 1.5 + rng.next();
+    for (let j = 0; j < strong; j++)
+      capabilityMeans[Math.floor(rng.next() * NUM_CAPABILITIES)] += 1.5 + rng.next();
     // Styles: a source favours one or two forms (a yes/no benchmark, a caption set, ...).
     const styleWeights = new Float64Array(NUM_STYLES);
     for (let s = 0; s < NUM_STYLES; s++) styleWeights[s] = 0.05 + rng.next() * 0.3;

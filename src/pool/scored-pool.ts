@@ -1,5 +1,12 @@
-import { MmssrError, ERROR_CODES } from "../domain/errors.js";
-import { NUM_CAPABILITIES, STYLES, UNKNOWN_SOURCE, capabilityIndex, styleIndex, CAPABILITY_IDS } from "../domain/taxonomy.js";
+import { ERROR_CODES, MmssrError } from "../domain/errors.js";
+import {
+  CAPABILITY_IDS,
+  capabilityIndex,
+  NUM_CAPABILITIES,
+  STYLES,
+  styleIndex,
+  UNKNOWN_SOURCE,
+} from "../domain/taxonomy.js";
 
 /**
  * A scored pool held column by column: one Float64Array per capability (NaN = missing),
@@ -118,7 +125,9 @@ export type FieldErrors = string[];
  * Validates one JSON object of the interchange format (MMSSR.md). Never throws on bad data:
  * returns the parsed values or every problem found, each naming its field.
  */
-export function parseScoredRow(obj: unknown): { ok: true; value: ScoredRowValues } | { ok: false; errors: FieldErrors } {
+export function parseScoredRow(
+  obj: unknown,
+): { ok: true; value: ScoredRowValues } | { ok: false; errors: FieldErrors } {
   const errors: FieldErrors = [];
   if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
     return { ok: false, errors: ["row: expected a JSON object"] };
@@ -139,7 +148,8 @@ export function parseScoredRow(obj: unknown): { ok: true; value: ScoredRowValues
 
   let styleMask = 0;
   if (rec.styles !== undefined && rec.styles !== null) {
-    if (!Array.isArray(rec.styles)) errors.push(`styles: expected an array of style names, got ${describe(rec.styles)}`);
+    if (!Array.isArray(rec.styles))
+      errors.push(`styles: expected an array of style names, got ${describe(rec.styles)}`);
     else
       rec.styles.forEach((s, k) => {
         const idx = typeof s === "string" ? styleIndex(s) : -1;
@@ -179,7 +189,8 @@ export function parseScoredRow(obj: unknown): { ok: true; value: ScoredRowValues
 /** Why a score value is unacceptable, or undefined when it is fine (null = missing is fine). */
 export function scoreError(v: unknown): string | undefined {
   if (v === null || v === undefined) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) return `expected a number in 0..5 or null, got ${describe(v)}`;
+  if (typeof v !== "number" || !Number.isFinite(v))
+    return `expected a number in 0..5 or null, got ${describe(v)}`;
   if (v < 0 || v > 5) return `score ${v} is outside 0..5`;
   return undefined;
 }
