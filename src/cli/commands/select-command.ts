@@ -1,0 +1,109 @@
+import { writeFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { poolFormatOf, readScoredPool, writeScoredPool } from "../../../connectors/scored-pool-io.js";
+import { MmssrError } from "../../domain/errors.js";
+import { bucketName, CAPABILITY_IDS, type CapabilityId, STYLES } from "../../domain/taxonomy.js";
+import { resolveSelectOptions } from "../../selection/resolve-select-options.js";
+import { selectMmssr } from "../../selection/select-mmssr.js";
+import type { SelectOptions } from "../../selection/select-options.js";
+import { summarizeSelection } from "../../selection/selection-summary.js";
+import { parseIntegerFlag, parseNumberFlag, parseWeightsFlag, usageError } from "../cli-errors.js";
+import { formatSummary } from "../format-summary.js";
+
+interface SelectFlags {
+  scores: string;
+  out: string;
+  ratio?: string;
+  budget?: string;
+  caps: string;
+  thr: string;
+  capWeights?: string;
+  styleWeights?: string;
+  summaryJson?: string;
+}
+
+/** Flag names as the user typed them, for messages that come from the selector's checks. */
+const FLAG_OF_OPTION: Record<string, string> = {
+  "ratio and budget": "--ratio and --budget",
+  "ratio or budget": "--ratio or --budget",
+  ratio: "--ratio",
+  budget: "--budget",
+  capabilities: "--caps",
+  threshold: "--thr",
+  capabilityWeights: "--cap-weights",
+  styleWeights: "--style-weights",
+};
+
+export function parseSelectFlags(flags: SelectFlags): SelectOptions {
+  const options: SelectOptions = {};
+  if (flags.ratio !== undefined) options.ratio = parseNumberFlag("--ratio", flags.ratio);
+  if (flags.budget !== undefined) options.budget = parseIntegerFlag("--budget", flags.budget);
+  const caps = flags.caps.trim();
+  if (caps !== "all")
+    options.capabilities = caps
+      .split(",")
+      .map((c) => c.trim())
+      .filter((c) => c !== "") as CapabilityId[];
+  options.threshold = parseNumberFlag("--thr", flags.thr);
+  if (flags.capWeights) options.capabilityWeights = parseWeightsFlag("--cap-weights", flags.capWeights);
+  if (flags.styleWeights) options.styleWeights = parseWeightsFlag("--style-weights", flags.styleWeights);
+  try {
+    // Check everything before reading a possibly huge file.
+    resolveSelectOptions(0, options);
+  } catch (err) {
+    if (err instanceof MmssrError) {
+      const m = /^([A-Za-z ]+):/.exec(err.message);
+      const flag = m ? FLAG_OF_OPTION[m[1]] : undefined;
+      throw usageError(flag ? `${flag}:${err.message.slice(m?.[0].length)}` : err.message);
+    }
+    throw err;
+  }
+  poolFormatOf(flags.scores);
+  poolFormatOf(flags.out);
+  return options;
+}
+
+export function registerSelectCommand(program: Command): void {
+  program
+    .command("select")
+    .description("select the best and most diverse share of a scored pool (offline mmSSR, exact)")
+    .requiredOption("--scores <file>", "scored pool: .jsonl or .parquet in the interchange format")
+    .requiredOption(
+      "--out <file>",
+      "selected rows (+ picked_by, bucket); format by extension: .jsonl or .parquet",
+    )
+    .option("--ratio <r>", "select floor(pool size x r) rows, 0 < r < 1")
+    .option("--budget <n>", "select at most n rows")
+    .option(
+      "--caps <list>",
+      `capabilities, in order: all or a comma list of ${CAPABILITY_IDS.join(",")}`,
+      "all",
+    )
+    .option("--thr <t>", "a score must be above t (0..5) to count", "0")
+    .option("--cap-weights <list>", "budget shares per capability, e.g. ocr=2,data=2 (default equal)")
+    .option("--style-weights <list>", `quota weights per style, e.g. "yes/no=0.5" (0 excludes a style)`)
+    .option("--summary-json <file>", "also write the full summary (every bucket) as JSON")
+    .action(async (flags: SelectFlags) => {
+      const options = parseSelectFlags(flags);
+      const t0 = performance.now();
+      const pool = await readScoredPool(flags.scores);
+      const t1 = performance.now();
+      const result = selectMmssr(pool, options);
+      const t2 = performance.now();
+      const pickedBy = Array.from(result.pickedBy, (c) => CAPABILITY_IDS[c]);
+      const bucket = Array.from(result.indices, (i, k) =>
+        bucketName(STYLES[result.pickedStyle[k]], pool.sources[pool.sourceIndex[i]]),
+      );
+      await writeScoredPool(flags.out, pool, {
+        rows: result.indices,
+        extraColumns: { picked_by: pickedBy, bucket },
+      });
+      const t3 = performance.now();
+      const summary = summarizeSelection(pool, result);
+      process.stdout.write(`${formatSummary(summary)}\n`);
+      process.stdout.write(
+        `read ${(t1 - t0).toFixed(0)} ms, select ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms -> ${flags.out}\n`,
+      );
+      if (flags.summaryJson) await writeFile(flags.summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
+    });
+}

@@ -1,0 +1,45 @@
+import { Command, CommanderError } from "commander";
+import { isUserError, MmssrError } from "../domain/errors.js";
+import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
+import { registerSelectCommand } from "./commands/select-command.js";
+
+/** Exit codes: 0 done, 1 failure that is not the user's (I/O, bug), 2 bad usage or bad input. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export function buildProgram(): Command {
+  const program = new Command("mmssr")
+    .description("Streaming multi-modal data curation with mmSSR (Cream of the Crop, arXiv 2503.13383)")
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)");
+  registerSelectCommand(program);
+  registerGenPoolCommand(program);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version end with code 0; every parse error is a usage error
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (isUserError(err)) {
+      process.stderr.write(`mmssr: error [${err.code}]: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof MmssrError) {
+      process.stderr.write(
+        `mmssr: error [${err.code}]${err.retriable ? " (retriable)" : ""}: ${err.message}\n`,
+      );
+      return EXIT_FAILURE;
+    }
+    process.stderr.write(`mmssr: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}
