@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { isUserError, MmssrError } from "../domain/errors.js";
+import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .description("Streaming multi-modal data curation with mmSSR (Cream of the Crop, arXiv 2503.13383)")
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
+  registerDemoCommand(program);
   registerSelectCommand(program);
   registerGenPoolCommand(program);
   for (const cmd of program.commands) cmd.exitOverride();

@@ -85,25 +85,34 @@ export function registerSelectCommand(program: Command): void {
     .option("--summary-json <file>", "also write the full summary (every bucket) as JSON")
     .action(async (flags: SelectFlags) => {
       const options = parseSelectFlags(flags);
-      const t0 = performance.now();
-      const pool = await readScoredPool(flags.scores);
-      const t1 = performance.now();
-      const result = selectMmssr(pool, options);
-      const t2 = performance.now();
-      const pickedBy = Array.from(result.pickedBy, (c) => CAPABILITY_IDS[c]);
-      const bucket = Array.from(result.indices, (i, k) =>
-        bucketName(STYLES[result.pickedStyle[k]], pool.sources[pool.sourceIndex[i]]),
-      );
-      await writeScoredPool(flags.out, pool, {
-        rows: result.indices,
-        extraColumns: { picked_by: pickedBy, bucket },
-      });
-      const t3 = performance.now();
-      const summary = summarizeSelection(pool, result);
-      process.stdout.write(`${formatSummary(summary)}\n`);
-      process.stdout.write(
-        `read ${(t1 - t0).toFixed(0)} ms, select ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms -> ${flags.out}\n`,
-      );
-      if (flags.summaryJson) await writeFile(flags.summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
+      await runSelect({ scores: flags.scores, out: flags.out, summaryJson: flags.summaryJson, ...options });
     });
+}
+
+export interface RunSelectOptions extends SelectOptions {
+  scores: string;
+  out: string;
+  summaryJson?: string;
+}
+
+/** Reads a pool, selects, writes the picked rows with picked_by and bucket, prints the summary. */
+export async function runSelect(run: RunSelectOptions): Promise<void> {
+  const { scores, out, summaryJson, ...options } = run;
+  const t0 = performance.now();
+  const pool = await readScoredPool(scores);
+  const t1 = performance.now();
+  const result = selectMmssr(pool, options);
+  const t2 = performance.now();
+  const pickedBy = Array.from(result.pickedBy, (c) => CAPABILITY_IDS[c]);
+  const bucket = Array.from(result.indices, (i, k) =>
+    bucketName(STYLES[result.pickedStyle[k]], pool.sources[pool.sourceIndex[i]]),
+  );
+  await writeScoredPool(out, pool, { rows: result.indices, extraColumns: { picked_by: pickedBy, bucket } });
+  const t3 = performance.now();
+  const summary = summarizeSelection(pool, result);
+  process.stdout.write(`${formatSummary(summary)}\n`);
+  process.stdout.write(
+    `read ${(t1 - t0).toFixed(0)} ms, select ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms -> ${out}\n`,
+  );
+  if (summaryJson) await writeFile(summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
 }
