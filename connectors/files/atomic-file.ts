@@ -1,58 +1,95 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, type WriteStream } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
+
+/** fs error codes after which the same write may succeed later. */
+const RETRIABLE_FS_CODES = new Set(["ENOSPC", "EAGAIN", "EIO", "EBUSY", "EMFILE", "ENFILE", "EDQUOT"]);
 
 /**
  * A file that appears under its final name only once it is complete: written under a
  * hidden temporary name in the same directory, fsynced, then renamed. A reader (a training
  * job tailing the folder) never sees half a file, and a crash leaves only a `.tmp` file.
+ *
+ * Every failure (missing directory, disk full, ...) surfaces as an MmssrError from the call
+ * that hit it: writes go straight to a file handle and are awaited, so there is no stream
+ * whose error could be missed while waiting for a 'drain' that never comes.
  */
 export class AtomicFile {
   readonly tempPath: string;
-  private readonly stream: WriteStream;
-  private failed: unknown;
+  private fh: FileHandle | undefined;
 
   constructor(readonly path: string) {
     this.tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
-    this.stream = createWriteStream(this.tempPath, { highWaterMark: 1 << 20 });
-    this.stream.on("error", (err) => {
-      this.failed = err;
-    });
   }
 
-  /** Writes text, waiting for the stream to drain when its buffer is full (backpressure). */
+  /** Appends text to the temporary file (callers batch their text into large chunks). */
   async write(chunk: string): Promise<void> {
-    if (this.failed) throw ioError(this.path, this.failed);
-    if (!this.stream.write(chunk)) await new Promise<void>((resolve) => this.stream.once("drain", resolve));
+    const fh = await this.handle();
+    const buf = Buffer.from(chunk, "utf8");
+    let off = 0;
+    try {
+      while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+    } catch (err) {
+      throw ioError(this.path, err);
+    }
   }
 
   /** Flushes, fsyncs and publishes the file under its final name. */
   async commit(): Promise<void> {
-    await new Promise<void>((resolve, reject) =>
-      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
-    );
-    if (this.failed) throw ioError(this.path, this.failed);
-    const fh = await open(this.tempPath, "r+");
+    const fh = await this.handle();
     try {
       await fh.sync();
-    } finally {
       await fh.close();
+      this.fh = undefined;
+      await rename(this.tempPath, this.path);
+    } catch (err) {
+      throw ioError(this.path, err);
     }
-    await rename(this.tempPath, this.path);
+    // Make the rename itself durable (best effort: not every filesystem fsyncs a directory).
+    try {
+      const dh = await open(dirname(this.path), "r");
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch {
+      /* ignore */
+    }
   }
 
   /** Drops the temporary file; the final name is never touched. */
   async abort(): Promise<void> {
-    this.stream.destroy();
-    await rm(this.tempPath, { force: true });
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close().catch(() => {});
+    await rm(this.tempPath, { force: true }).catch(() => {});
+  }
+
+  private async handle(): Promise<FileHandle> {
+    if (this.fh) return this.fh;
+    try {
+      this.fh = await open(this.tempPath, "wx");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT")
+        throw new MmssrError(
+          ERROR_CODES.FILE_NOT_FOUND,
+          `cannot write ${this.path}: directory ${dirname(this.path)} does not exist`,
+          { cause: err },
+        );
+      throw ioError(this.path, err);
+    }
+    return this.fh;
   }
 }
 
 function ioError(path: string, cause: unknown): MmssrError {
-  return new MmssrError(ERROR_CODES.IO, `${path}: write failed: ${(cause as Error).message ?? cause}`, {
-    retriable: true,
-    cause,
-  });
+  if (cause instanceof MmssrError) return cause;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  return new MmssrError(
+    ERROR_CODES.IO,
+    `${path}: write failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+    { retriable: code !== undefined && RETRIABLE_FS_CODES.has(code), cause },
+  );
 }

@@ -3,12 +3,7 @@ import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, styleNamesOfMask } from "../../src/domain/taxonomy.js";
-import {
-  addRowChecked,
-  parseScoredRow,
-  type ScoredPool,
-  ScoredPoolBuilder,
-} from "../../src/pool/scored-pool.js";
+import { parseScoredRow, type ScoredPool, ScoredPoolBuilder } from "../../src/pool/scored-pool.js";
 import { AtomicFile } from "./atomic-file.js";
 
 /** How many bad rows a read reports before it stops: enough to see a pattern, not a flood. */
@@ -27,31 +22,54 @@ export async function readScoredPoolJsonl(path: string): Promise<ScoredPool> {
     input: createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 }),
     crlfDelay: Number.POSITIVE_INFINITY,
   });
+  // For every line that added no row (blank or bad), the number of rows added before it:
+  // the line of 0-based row r is r + 1 + (entries <= r), so a duplicate id can name the line
+  // of its first occurrence. Grows with skipped lines only.
+  const skippedAt: number[] = [];
+  const lineOfRow = (r: number): number => {
+    let lo = 0;
+    let hi = skippedAt.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (skippedAt[mid] <= r) lo = mid + 1;
+      else hi = mid;
+    }
+    return r + 1 + lo;
+  };
   let lineNo = 0;
   for await (const line of lines) {
     lineNo++;
-    if (line.trim() === "") continue;
+    if (line.trim() === "") {
+      skippedAt.push(builder.size);
+      continue;
+    }
     const where = `${path}:${lineNo}`;
     let obj: unknown;
     try {
       obj = JSON.parse(line);
     } catch (err) {
+      skippedAt.push(builder.size);
       errors.push(`${where}: invalid JSON: ${(err as Error).message}`);
       if (errors.length >= MAX_REPORTED_ERRORS) break;
       continue;
     }
     const parsed = parseScoredRow(obj);
     if (!parsed.ok) {
+      skippedAt.push(builder.size);
       errors.push(`${where}: ${parsed.errors.join("; ")}`);
       if (errors.length >= MAX_REPORTED_ERRORS) break;
       continue;
     }
-    try {
-      addRowChecked(builder, parsed.value, where);
-    } catch (err) {
-      errors.push((err as Error).message);
+    const previous = builder.rowOfId(parsed.value.id);
+    if (previous !== undefined) {
+      skippedAt.push(builder.size);
+      errors.push(
+        `${where}: id ${JSON.stringify(parsed.value.id)} repeats the id on line ${lineOfRow(previous)}; ids must be unique in a pool`,
+      );
       if (errors.length >= MAX_REPORTED_ERRORS) break;
+      continue;
     }
+    builder.add(parsed.value);
   }
   lines.close();
   if (errors.length > 0) throw badRows(path, errors);
