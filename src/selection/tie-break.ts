@@ -1,5 +1,5 @@
 import type { ScoredPool } from "../pool/scored-pool.js";
-import { radixArgsort } from "./radix-argsort.js";
+import { type RadixSorted, radixArgsortF64, radixArgsortU32 } from "./radix-argsort.js";
 
 /**
  * Deterministic tie-break of MMSSR.md: among equal capability scores, the higher mean score
@@ -46,26 +46,45 @@ export function meanScores(pool: ScoredPool): Float64Array {
   return sum;
 }
 
-/** Every row of the pool in tie-break order: mean desc, tieHash asc, id asc. */
+/**
+ * Every row of the pool in tie-break order: mean desc, tieHash asc, id asc.
+ *
+ * Two stable radix sorts: by the top 32 bits of the hash (runs of equal top bits, about one
+ * in 6,000 rows at 2.6M, are then ordered by the whole hash and the id), then by the exact
+ * mean. Means that are equal in real numbers often differ in the last bit of their float64
+ * sums; the rule compares the float64 values as they are, so the mean sort uses all 64 bits.
+ */
 export function tieOrder(pool: ScoredPool): Uint32Array {
   const n = pool.size;
+  const { ids } = pool;
   const hashes = new Float64Array(n);
-  for (let i = 0; i < n; i++) hashes[i] = tieHash(pool.ids[i]);
+  const hashTop = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = tieHash(ids[i]);
+    hashes[i] = h;
+    hashTop[i] = Math.floor(h / 2097152); // 2^21: keeps the top 32 of 53 bits
+  }
   const all = new Uint32Array(n);
   for (let i = 0; i < n; i++) all[i] = i;
-  const byHash = radixArgsort(hashes, all, "asc");
-  // A hash collision between distinct ids: order that run by id.
+  const byHash = radixArgsortU32(hashTop, all, "asc");
+  fixRuns(byHash, (a, b) => hashes[a] - hashes[b] || (ids[a] < ids[b] ? -1 : ids[a] > ids[b] ? 1 : 0));
+
+  // Stable: rows of equal means keep hash order.
+  return radixArgsortF64(meanScores(pool), byHash.rows, "desc");
+}
+
+/** Sorts each run of equal keys with `compare` (stable), after checking the run needs it. */
+function fixRuns(sorted: RadixSorted, compare: (a: number, b: number) => number): void {
+  const { rows, keys } = sorted;
+  const n = rows.length;
   for (let start = 0; start < n; ) {
     let end = start + 1;
-    while (end < n && hashes[byHash[end]] === hashes[byHash[start]]) end++;
+    while (end < n && keys[end] === keys[start]) end++;
     if (end - start > 1) {
-      const { ids } = pool;
-      const run = Array.from(byHash.subarray(start, end)).sort((a, b) =>
-        ids[a] < ids[b] ? -1 : ids[a] > ids[b] ? 1 : 0,
-      );
-      byHash.set(run, start);
+      let ordered = true;
+      for (let k = start + 1; k < end && ordered; k++) ordered = compare(rows[k - 1], rows[k]) <= 0;
+      if (!ordered) rows.set(Array.from(rows.subarray(start, end)).sort(compare), start);
     }
     start = end;
   }
-  return radixArgsort(meanScores(pool), byHash, "desc");
 }
