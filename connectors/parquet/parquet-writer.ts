@@ -4,16 +4,20 @@
  * fed Apache Arrow record batches. Callers hand over Arrow batches (library-neutral columns);
  * swapping the Parquet library means rewriting this file only.
  *
- * Batches are pulled one at a time (backpressure through a ReadableStream) and the encoded
- * bytes are streamed to disk, so memory holds about one row group, not the whole file.
+ * Batches are pulled one at a time and handed (as Arrow IPC bytes) to a worker thread that runs
+ * the parquet-wasm streaming writer, so building the next batch overlaps with encoding the last
+ * one; at most two batches wait for the encoder, and the encoded bytes are streamed to disk, so
+ * memory holds a few row groups, not the whole file.
  * The file is published atomically: written under a temporary name in the target directory,
  * fsynced, then renamed over the target.
  */
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
+import { Worker } from "node:worker_threads";
 import { type RecordBatch, Table, tableToIPC } from "apache-arrow";
-import * as pw from "parquet-wasm";
+import type * as pw from "parquet-wasm";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 
 export type ParquetCompression = "zstd" | "snappy" | "gzip" | "uncompressed";
@@ -23,34 +27,112 @@ export interface ParquetWriteOptions {
   compression?: ParquetCompression;
   /** Most rows per row group (default 131072). */
   rowGroupSize?: number;
+  /**
+   * Columns whose values are (nearly) all distinct, such as ids: written without dictionary
+   * encoding, which for them only costs time (the dictionary overflows and falls back) and
+   * bytes. Other columns are dictionary-encoded while their dictionary stays small.
+   */
+  plainColumns?: readonly string[];
 }
 
 export const DEFAULT_ROW_GROUP_SIZE = 131_072;
 
 type BatchSource = Iterable<RecordBatch | Table> | AsyncIterable<RecordBatch | Table>;
 
-function codec(c: ParquetCompression): pw.Compression {
-  switch (c) {
-    case "zstd":
-      return pw.Compression.ZSTD;
-    case "snappy":
-      return pw.Compression.SNAPPY;
-    case "gzip":
-      return pw.Compression.GZIP;
-    case "uncompressed":
-      return pw.Compression.UNCOMPRESSED;
-  }
+const CODEC_NAMES: Record<ParquetCompression, keyof typeof pw.Compression> = {
+  zstd: "ZSTD",
+  snappy: "SNAPPY",
+  gzip: "GZIP",
+  uncompressed: "UNCOMPRESSED",
+};
+
+/** Settings the encoder thread needs (plain data: WebAssembly objects cannot cross threads). */
+interface EncoderSettings {
+  codec: keyof typeof pw.Compression;
+  rowGroupSize: number;
+  plainColumns: readonly string[];
+  createdBy: string;
 }
 
-function toWasmBatches(item: RecordBatch | Table): pw.RecordBatch[] {
-  const table = item instanceof Table ? item : new Table(item);
-  if (table.numRows === 0) return [];
-  const wasmTable = pw.Table.fromIPCStream(tableToIPC(table, "stream"));
+/** Main thread -> encoder: one batch as Arrow IPC stream bytes, the schema only, or the end. */
+type ToEncoder = { kind: "batch" | "schema"; ipc: Uint8Array } | { kind: "end" };
+/** Encoder -> main thread. */
+type FromEncoder =
+  | { kind: "ack" }
+  | { kind: "chunk"; bytes: Uint8Array }
+  | { kind: "done" }
+  | { kind: "error"; message: string };
+
+/**
+ * The encoder thread (CommonJS, evaluated from this string so that it runs the same from the
+ * TypeScript sources and from dist/). It turns the IPC batches it is sent into Parquet bytes with
+ * parquet-wasm's streaming writer and posts them back; it acks each batch once taken, which the
+ * main thread uses as backpressure.
+ */
+const ENCODER_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const pw = require(workerData.parquetWasm);
+const s = workerData.settings;
+let builder = new pw.WriterPropertiesBuilder()
+  .setCompression(pw.Compression[s.codec])
+  .setMaxRowGroupSize(s.rowGroupSize)
+  .setCreatedBy(s.createdBy);
+for (const column of s.plainColumns) builder = builder.setColumnDictionaryEnabled(column, false);
+const props = builder.build();
+const inbox = [];
+let wake;
+parentPort.on("message", (m) => {
+  inbox.push(m);
+  if (wake) { const w = wake; wake = undefined; w(); }
+});
+const next = () => inbox.length > 0 ? Promise.resolve(inbox.shift()) : new Promise((r) => { wake = () => r(inbox.shift()); });
+const pending = [];
+const input = new ReadableStream({
+  async pull(controller) {
+    while (pending.length === 0) {
+      const m = await next();
+      if (m.kind === "end") { controller.close(); return; }
+      const table = pw.Table.fromIPCStream(m.ipc);
+      try {
+        if (m.kind === "schema") { const empty = table.recordBatch(0); if (empty) pending.push(empty); }
+        else pending.push(...table.recordBatches());
+      } finally { table.free(); }
+      parentPort.postMessage({ kind: "ack" });
+    }
+    controller.enqueue(pending.shift());
+  },
+});
+(async () => {
   try {
-    return wasmTable.recordBatches();
-  } finally {
-    wasmTable.free();
+    // transformParquetStream takes ownership of (and frees) the writer properties.
+    const reader = (await pw.transformParquetStream(input, props)).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const bytes = value.slice();
+      parentPort.postMessage({ kind: "chunk", bytes }, [bytes.buffer]);
+    }
+    parentPort.postMessage({ kind: "done" });
+  } catch (err) {
+    parentPort.postMessage({ kind: "error", message: err instanceof Error ? err.message : String(err) });
   }
+})();
+`;
+
+const requireHere = createRequire(import.meta.url);
+
+/** Batches sent to the encoder and not yet taken: bounds memory to a few batches. */
+const MAX_IN_FLIGHT = 2;
+
+/** `bytes` alone in a buffer of its own, so that the buffer can be transferred to the encoder. */
+function ownBytes(bytes: Uint8Array): Uint8Array {
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+  )
+    return bytes;
+  return bytes.slice();
 }
 
 const RETRIABLE_FS_CODES = new Set(["ENOSPC", "EAGAIN", "EIO", "EBUSY", "EMFILE", "ENFILE", "EDQUOT"]);
@@ -76,88 +158,110 @@ export async function writeParquetFile(
   batches: BatchSource,
   options: ParquetWriteOptions = {},
 ): Promise<number> {
-  const rowGroupSize = options.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE;
-  const props = new pw.WriterPropertiesBuilder()
-    .setCompression(codec(options.compression ?? "zstd"))
-    .setMaxRowGroupSize(rowGroupSize)
-    .setCreatedBy("mmssr-stream (parquet-wasm)")
-    .build();
-
+  const settings: EncoderSettings = {
+    codec: CODEC_NAMES[options.compression ?? "zstd"],
+    rowGroupSize: options.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE,
+    plainColumns: options.plainColumns ?? [],
+    createdBy: "mmssr-stream (parquet-wasm)",
+  };
   const iterator =
     Symbol.asyncIterator in batches
       ? (batches as AsyncIterable<RecordBatch | Table>)[Symbol.asyncIterator]()
       : (batches as Iterable<RecordBatch | Table>)[Symbol.iterator]();
-  // A zero-row table still carries the schema: keep the first one in case nothing follows.
-  let schemaOnly: Table | undefined;
-  let sentAny = false;
-  // An error thrown by the batch source crosses the WebAssembly stream as an opaque error: keep it.
-  let sourceError: unknown;
-  const pending: pw.RecordBatch[] = [];
-  const input = new ReadableStream<pw.RecordBatch>({
-    async pull(controller) {
-      while (pending.length === 0) {
-        let next: IteratorResult<RecordBatch | Table>;
-        try {
-          next = await iterator.next();
-        } catch (err) {
-          sourceError = err;
-          throw err;
-        }
-        if (next.done) {
-          if (!sentAny && schemaOnly) {
-            // parquet-wasm needs one batch to learn the schema; an empty slice is enough.
-            const wasmTable = pw.Table.fromIPCStream(tableToIPC(schemaOnly, "stream"));
-            const empty = wasmTable.recordBatch(0);
-            wasmTable.free();
-            if (empty) {
-              sentAny = true;
-              controller.enqueue(empty);
-            }
-          }
-          controller.close();
-          return;
-        }
-        const item = next.value;
-        if (item.numRows === 0) {
-          schemaOnly ??= item instanceof Table ? item : new Table(item);
-          continue;
-        }
-        pending.push(...toWasmBatches(item));
-      }
-      sentAny = true;
-      controller.enqueue(pending.shift() as pw.RecordBatch);
-    },
-  });
 
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   let fh: FileHandle | undefined;
-  let bytes = 0;
   try {
-    try {
-      fh = await open(tmp, "wx");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT")
-        throw new MmssrError(
-          ERROR_CODES.FILE_NOT_FOUND,
-          `cannot write ${path}: directory ${dir} does not exist`,
-        );
-      throw ioError("cannot create", tmp, err);
+    fh = await open(tmp, "wx");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new MmssrError(
+        ERROR_CODES.FILE_NOT_FOUND,
+        `cannot write ${path}: directory ${dir} does not exist`,
+      );
+    throw ioError("cannot create", tmp, err);
+  }
+
+  // Arrow batches are built here while a worker thread encodes the previous ones: on two cores
+  // the Parquet encoding (ZSTD, dictionaries) runs beside the gathering of rows instead of after.
+  const worker = new Worker(ENCODER_SOURCE, {
+    eval: true,
+    workerData: { parquetWasm: requireHere.resolve("parquet-wasm"), settings },
+  });
+  const out = fh;
+  let bytes = 0;
+  let inFlight = 0;
+  let acked: (() => void) | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  let writeError: unknown;
+  const finished = new Promise<void>((resolve, reject) => {
+    worker.on("message", (m: FromEncoder) => {
+      if (m.kind === "ack") {
+        inFlight--;
+        acked?.();
+      } else if (m.kind === "chunk") {
+        bytes += m.bytes.length;
+        writing = writing
+          .then(async () => {
+            let off = 0;
+            while (off < m.bytes.length)
+              off += (await out.write(m.bytes, off, m.bytes.length - off)).bytesWritten;
+          })
+          .catch((err: unknown) => {
+            writeError ??= err;
+          });
+      } else if (m.kind === "done") resolve();
+      else reject(new Error(m.message));
+    });
+    worker.on("error", reject);
+    worker.on("exit", (code) => reject(new Error(`the Parquet encoder thread stopped (exit code ${code})`)));
+  });
+  finished.catch(() => {}); // awaited below; an early failure must not count as unhandled
+  const send = async (message: ToEncoder): Promise<void> => {
+    while (inFlight >= MAX_IN_FLIGHT) await Promise.race([new Promise<void>((r) => (acked = r)), finished]);
+    if (message.kind === "end") worker.postMessage(message);
+    else {
+      inFlight++;
+      const ipc = ownBytes(message.ipc);
+      worker.postMessage({ kind: message.kind, ipc }, [ipc.buffer as ArrayBuffer]);
     }
-    // transformParquetStream takes ownership of (and frees) the writer properties.
-    const output = await pw.transformParquetStream(input, props);
-    const reader = (output as ReadableStream<Uint8Array>).getReader();
+  };
+
+  // A zero-row table still carries the schema: keep the first one in case nothing follows.
+  let schemaOnly: Table | undefined;
+  let sentAny = false;
+  // An error thrown by the batch source is rethrown as it is.
+  let sourceError: unknown;
+  try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      let off = 0;
-      while (off < value.length) {
-        const { bytesWritten } = await fh.write(value, off, value.length - off);
-        off += bytesWritten;
+      let next: IteratorResult<RecordBatch | Table>;
+      try {
+        next = await iterator.next();
+      } catch (err) {
+        sourceError = err;
+        throw err;
       }
-      bytes += value.length;
+      if (next.done) break;
+      const item = next.value;
+      const table = item instanceof Table ? item : new Table(item);
+      if (table.numRows === 0) {
+        schemaOnly ??= table;
+        continue;
+      }
+      await send({ kind: "batch", ipc: tableToIPC(table, "stream") });
+      sentAny = true;
+    }
+    if (!sentAny && schemaOnly) {
+      // parquet-wasm needs one batch to learn the schema; an empty slice is enough.
+      await send({ kind: "schema", ipc: tableToIPC(schemaOnly, "stream") });
+      sentAny = true;
     }
     if (!sentAny) throw new MmssrError(ERROR_CODES.INTERNAL, `writeParquetFile(${path}): no batch given`);
+    await send({ kind: "end" });
+    await finished;
+    await writing;
+    if (writeError !== undefined) throw writeError;
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -168,6 +272,9 @@ export async function writeParquetFile(
     if (sourceError !== undefined) throw sourceError;
     if (err instanceof MmssrError) throw err;
     throw ioError("cannot write", path, err);
+  } finally {
+    worker.removeAllListeners("exit");
+    await worker.terminate();
   }
   // Make the rename itself durable (best effort: not every filesystem lets a directory be fsynced).
   try {

@@ -13,7 +13,13 @@ import {
 } from "../../src/domain/taxonomy.js";
 import { generatePool } from "../../src/pool/generate-pool.js";
 import { type ScoredPool, ScoredPoolBuilder } from "../../src/pool/scored-pool.js";
-import { readScoredPoolParquet, SCORE_COLUMNS, writeScoredPoolParquet } from "./scored-pool-parquet.js";
+import { writeParquetFile } from "./parquet-writer.js";
+import {
+  readScoredPoolParquet,
+  SCORE_COLUMNS,
+  scoredPoolArrowBatches,
+  writeScoredPoolParquet,
+} from "./scored-pool-parquet.js";
 
 let dir: string;
 let duck: DuckDBInstance;
@@ -146,6 +152,76 @@ describe("scored pool Parquet round trip", () => {
     const [row] = await sql(`SELECT count(*) AS n FROM ${lit(emptyPath)}`);
     expect(Number(row.n)).toBe(0);
     expectSamePool(await readScoredPoolParquet(emptyPath), empty);
+  });
+});
+
+describe("non-ASCII text and the columnar builder", () => {
+  it("round-trips non-ASCII ids, sources and extra columns", async () => {
+    const b = new ScoredPoolBuilder(4);
+    const s = new Float64Array(NUM_CAPABILITIES).fill(1.5);
+    b.add({ id: "plain", imageSource: "coco", styleMask: 1, scores: s });
+    b.add({ id: "ünï-😀", imageSource: "文档", styleMask: 2, scores: s });
+    b.add({ id: "x".repeat(40), imageSource: "coco", styleMask: 0, scores: s });
+    const pool = b.build();
+    const path = join(dir, "unicode.parquet");
+    await writeScoredPoolParquet(path, pool, {
+      rows: Uint32Array.of(1, 0, 2),
+      extraColumns: { picked_by: ["ocr", null, "stem"], bucket: ["yes/no+文档", "a", null] },
+    });
+    const got = await sql(`SELECT id, image_source, picked_by, bucket FROM ${lit(path)}`);
+    expect(got).toEqual([
+      { id: "ünï-😀", image_source: "文档", picked_by: "ocr", bucket: "yes/no+文档" },
+      { id: "plain", image_source: "coco", picked_by: null, bucket: "a" },
+      { id: "x".repeat(40), image_source: "coco", picked_by: "stem", bucket: null },
+    ]);
+    const back = await readScoredPoolParquet(path, { batchRows: 2 });
+    expect(back.ids).toEqual(["ünï-😀", "plain", "x".repeat(40)]);
+    expect(back.sources).toEqual(["文档", "coco"]);
+    expect(back.extras.get(0)).toEqual({ picked_by: "ocr", bucket: "yes/no+文档" });
+  });
+
+  it("appendColumns gives the pool that add gives, and rejects a repeated id", () => {
+    const pool = generatePool({ n: 3000, seed: 5 });
+    const one = new ScoredPoolBuilder(16, { trackIds: true });
+    const bulk = new ScoredPoolBuilder(16, { trackIds: true });
+    for (let start = 0; start < pool.size; start += 700) {
+      const len = Math.min(700, pool.size - start);
+      const rows = Array.from({ length: len }, (_, k) => start + k);
+      for (const i of rows)
+        one.add({
+          id: pool.ids[i],
+          imageSource: pool.sources[pool.sourceIndex[i]],
+          styleMask: pool.styleMask[i],
+          scores: pool.scores.map((col) => col[i]),
+        });
+      bulk.appendColumns({
+        length: len,
+        ids: rows.map((i) => pool.ids[i]),
+        sources: pool.sources,
+        sourceOfRow: pool.sourceIndex.subarray(start, start + len),
+        styleMask: pool.styleMask.subarray(start, start + len),
+        scores: pool.scores.map((col) => col.slice(start, start + len)),
+      });
+    }
+    expectSamePool(bulk.build(), one.build());
+    expect(bulk.rowOfId(pool.ids[2999])).toBe(2999);
+    expect(bulk.rowOfId("nope")).toBeUndefined();
+
+    const cols = Array.from({ length: NUM_CAPABILITIES }, () => new Float64Array(3));
+    const batch = (ids: string[]) => ({
+      length: ids.length,
+      ids,
+      sources: ["a"],
+      sourceOfRow: new Uint32Array(ids.length),
+      styleMask: new Uint16Array(ids.length),
+      scores: cols,
+    });
+    const b = new ScoredPoolBuilder(2, { trackIds: true });
+    b.appendColumns(batch(["x", "y"]));
+    expect(() => b.appendColumns(batch(["z", "x"]), (k) => `here ${k}`)).toThrow(
+      /here 1: id "x" repeats the id of row 1/,
+    );
+    expect(() => b.appendColumns(batch(["p", "q", "p"]))).toThrow(/row 5: id "p" repeats the id of row 3/);
   });
 });
 
@@ -320,6 +396,56 @@ describe("bad files", () => {
     await expectError(readScoredPoolParquet(path), ERROR_CODES.BAD_ROW, "row 3", "id", "row 1");
   });
 
+  it("a duplicate id in a later batch names both rows", async () => {
+    const rows: SqlRow[] = Array.from({ length: 9 }, (_, i) => ({ id: `r${i}`, styles: [] }));
+    rows.push({ id: "r2", styles: [] });
+    const path = await duckFile("dup-later.parquet", `SELECT * FROM (${rowsSql(rows)})`);
+    for (const batchRows of [1, 4, 100])
+      await expectError(
+        readScoredPoolParquet(path, { batchRows }),
+        ERROR_CODES.BAD_ROW,
+        "row 10",
+        '"r2"',
+        "row 3",
+      );
+  });
+
+  it("reports the first bad row of a batch, whatever the column (a repeated id counts)", async () => {
+    const stylesFirst = await duckFile(
+      "order-1.parquet",
+      rowsSql([good, { id: "b", styles: ["haiku"] }, { id: "c", styles: [], scores: { ocr: 9 } }]),
+    );
+    await expectError(readScoredPoolParquet(stylesFirst), ERROR_CODES.BAD_ROW, "row 2", "styles[0]");
+    const scoreFirst = await duckFile(
+      "order-2.parquet",
+      rowsSql([good, { id: "b", styles: [], scores: { ocr: 9 } }, { id: null, styles: ["haiku"] }]),
+    );
+    await expectError(readScoredPoolParquet(scoreFirst), ERROR_CODES.BAD_ROW, "row 2", "score_ocr");
+    const dupFirst = await duckFile(
+      "order-3.parquet",
+      rowsSql([good, { id: "a", styles: [] }, { id: "c", styles: [], scores: { ocr: 9 } }]),
+    );
+    await expectError(readScoredPoolParquet(dupFirst), ERROR_CODES.BAD_ROW, "row 2", "row 1", "repeats");
+    const sameRow = await duckFile(
+      "order-4.parquet",
+      rowsSql([good, { id: "b", image_source: "", styles: ["haiku"], scores: { ocr: 9 } }]),
+    );
+    await expectError(readScoredPoolParquet(sameRow), ERROR_CODES.BAD_ROW, "row 2", "image_source");
+  });
+
+  it("a stored NaN or infinite score is an error (only null means missing)", async () => {
+    const path = await duckFile(
+      "nan-score.parquet",
+      `SELECT * REPLACE ('NaN'::DOUBLE AS score_stem) FROM (${rowsSql([good])})`,
+    );
+    await expectError(readScoredPoolParquet(path), ERROR_CODES.BAD_ROW, "row 1", "score_stem", "NaN");
+    const inf = await duckFile(
+      "inf-score.parquet",
+      `SELECT * REPLACE ('Infinity'::DOUBLE AS score_ocr) FROM (${rowsSql([good])})`,
+    );
+    await expectError(readScoredPoolParquet(inf), ERROR_CODES.BAD_ROW, "row 1", "score_ocr", "Infinity");
+  });
+
   it("a missing file is FILE_NOT_FOUND and a non-Parquet file UNSUPPORTED_FORMAT", async () => {
     await expectError(
       readScoredPoolParquet(join(dir, "nope.parquet")),
@@ -329,6 +455,19 @@ describe("bad files", () => {
     const textPath = join(dir, "text.parquet");
     await sql(`COPY (SELECT 'hello' AS x) TO ${lit(textPath)} (FORMAT csv)`);
     await expectError(readScoredPoolParquet(textPath), ERROR_CODES.UNSUPPORTED_FORMAT, "text.parquet");
+  });
+
+  it("an error of the batch source reaches the caller as it is, and leaves no file", async () => {
+    const pool = generatePool({ n: 50, seed: 1 });
+    function* failing() {
+      yield* scoredPoolArrowBatches(pool, { batchRows: 20 });
+      throw new Error("source broke");
+    }
+    const target = join(dir, "broken.parquet");
+    await expect(writeParquetFile(target, failing(), { rowGroupSize: 20 })).rejects.toThrow("source broke");
+    expect((await readdir(dir)).some((f) => f.includes("broken"))).toBe(false);
+    await expectError(writeParquetFile(target, []), ERROR_CODES.INTERNAL, "no batch");
+    expect((await readdir(dir)).some((f) => f.includes("broken"))).toBe(false);
   });
 
   it("writing into a missing directory fails with FILE_NOT_FOUND", async () => {
