@@ -68,12 +68,10 @@ class MmssrSelection {
   /** rows in tie-break order; row `order[r]` has rank r */
   private order: Uint32Array = new Uint32Array(0);
   private rankOf: Uint32Array = new Uint32Array(0);
-  /** by row while the lists are built, by rank afterwards: bit k = eligible for lists[k] */
+  /** by row: bit k = the row sits in the lists of this.lists[k] */
   private eligibleLists = new Uint16Array(0);
-  /** by rank */
+  /** by rank: the row of that rank has been selected */
   private taken = new Uint8Array(0);
-  private styleMask = new Uint16Array(0);
-  private sourceIndex = new Uint32Array(0);
 
   constructor(
     private readonly pool: ScoredPool,
@@ -98,7 +96,7 @@ class MmssrSelection {
       for (let r = 0; r < n; r++) this.rankOf[this.order[r]] = r;
       this.eligibleLists = new Uint16Array(n);
       for (const c of capabilities) this.lists.push(this.buildLists(c));
-      this.moveRowStateToRanks();
+      this.taken = new Uint8Array(n);
       rounds = this.loop();
     }
     const indices = new Uint32Array(this.count);
@@ -110,23 +108,6 @@ class MmssrSelection {
       pickedStyle: this.pickedStyle.slice(0, this.count),
       rounds,
     };
-  }
-
-  private moveRowStateToRanks(): void {
-    const { order, pool } = this;
-    const n = order.length;
-    const { allowedStyleMask } = this.options;
-    const eligible = new Uint16Array(n);
-    this.styleMask = new Uint16Array(n);
-    this.sourceIndex = new Uint32Array(n);
-    for (let r = 0; r < n; r++) {
-      const i = order[r];
-      eligible[r] = this.eligibleLists[i];
-      this.styleMask[r] = pool.styleMask[i] & allowedStyleMask;
-      this.sourceIndex[r] = pool.sourceIndex[i];
-    }
-    this.eligibleLists = eligible;
-    this.taken = new Uint8Array(n);
   }
 
   private rankBucketNames(): Int32Array {
@@ -316,10 +297,13 @@ class MmssrSelection {
     this.indices[k] = rank;
     this.pickedBy[k] = capability;
     this.pickedStyle[k] = style;
-    const base = this.sourceIndex[rank];
-    const mask = this.styleMask[rank];
+    // Row attributes stay indexed by row: looking up the few picked rows costs less than
+    // permuting whole columns into rank order.
+    const row = this.order[rank];
+    const base = this.pool.sourceIndex[row];
+    const mask = this.pool.styleMask[row] & this.options.allowedStyleMask;
     const { numSources } = this;
-    for (let lists = this.eligibleLists[rank]; lists !== 0; lists &= lists - 1) {
+    for (let lists = this.eligibleLists[row]; lists !== 0; lists &= lists - 1) {
       const other = this.lists[31 - Math.clz32(lists & -lists)];
       for (let bits = mask; bits !== 0; bits &= bits - 1)
         other.remaining[(31 - Math.clz32(bits & -bits)) * numSources + base]--;
