@@ -115,7 +115,7 @@ async function parent(): Promise<void> {
     const rows = JSON.parse(runChild(["--child-memory", String(n), ratios.join(",")])) as MemoryRow[];
     for (const r of rows)
       process.stdout.write(
-        `| ${r.n.toLocaleString("en")} | ${r.ratio} | ${r.selected.toLocaleString("en")} | ${r.rounds} | ${r.selectMs.toFixed(0)} | ${r.baselineMs.toFixed(0)} | ${(r.selectMs / r.baselineMs).toFixed(2)} | ${((r.selectMs / (r.n / 1e6)) / Math.log2(r.n)).toFixed(2)} | ${r.maxRssMb.toFixed(0)} |\n`,
+        `| ${r.n.toLocaleString("en")} | ${r.ratio} | ${r.selected.toLocaleString("en")} | ${r.rounds} | ${r.selectMs.toFixed(0)} | ${r.baselineMs.toFixed(0)} | ${(r.selectMs / r.baselineMs).toFixed(2)} | ${(r.selectMs / (r.n / 1e6) / Math.log2(r.n)).toFixed(2)} | ${r.maxRssMb.toFixed(0)} |\n`,
       );
   }
 

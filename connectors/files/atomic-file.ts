@@ -23,10 +23,15 @@ export class AtomicFile {
     this.tempPath = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
   }
 
-  /** Appends text to the temporary file (callers batch their text into large chunks). */
-  async write(chunk: string): Promise<void> {
+  /** Creates the temporary file now (else the first write does): fails early on a bad directory. */
+  async open(): Promise<void> {
+    await this.handle();
+  }
+
+  /** Appends text (as UTF-8) or bytes to the temporary file; callers batch into large chunks. */
+  async write(chunk: string | Uint8Array): Promise<void> {
     const fh = await this.handle();
-    const buf = Buffer.from(chunk, "utf8");
+    const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
     let off = 0;
     try {
       while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
@@ -84,7 +89,8 @@ export class AtomicFile {
   }
 }
 
-function ioError(path: string, cause: unknown): MmssrError {
+/** An fs failure as an MmssrError(IO), retriable where waiting can help (disk full, EAGAIN, ...). */
+export function ioError(path: string, cause: unknown): MmssrError {
   if (cause instanceof MmssrError) return cause;
   const code = (cause as NodeJS.ErrnoException | undefined)?.code;
   return new MmssrError(

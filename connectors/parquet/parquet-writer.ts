@@ -8,17 +8,14 @@
  * the parquet-wasm streaming writer, so building the next batch overlaps with encoding the last
  * one; at most two batches wait for the encoder, and the encoded bytes are streamed to disk, so
  * memory holds a few row groups, not the whole file.
- * The file is published atomically: written under a temporary name in the target directory,
- * fsynced, then renamed over the target.
+ * The file is published atomically (AtomicFile: temporary name, fsync, rename, directory fsync).
  */
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { basename, dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { type RecordBatch, Table, tableToIPC } from "apache-arrow";
 import type * as pw from "parquet-wasm";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
+import { AtomicFile, ioError } from "../files/atomic-file.js";
 
 export type ParquetCompression = "zstd" | "snappy" | "gzip" | "uncompressed";
 
@@ -135,18 +132,6 @@ function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.slice();
 }
 
-const RETRIABLE_FS_CODES = new Set(["ENOSPC", "EAGAIN", "EIO", "EBUSY", "EMFILE", "ENFILE", "EDQUOT"]);
-
-function ioError(action: string, path: string, err: unknown): MmssrError {
-  if (err instanceof MmssrError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const reason = err instanceof Error ? err.message : String(err);
-  return new MmssrError(ERROR_CODES.IO, `${action} ${path}: ${reason}`, {
-    retriable: code !== undefined && RETRIABLE_FS_CODES.has(code),
-    cause: err,
-  });
-}
-
 /**
  * Writes the batches (all with the same schema) to a Parquet file at `path`, atomically.
  * Resolves with the number of bytes written. On failure the target is left untouched and the
@@ -169,19 +154,8 @@ export async function writeParquetFile(
       ? (batches as AsyncIterable<RecordBatch | Table>)[Symbol.asyncIterator]()
       : (batches as Iterable<RecordBatch | Table>)[Symbol.iterator]();
 
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(tmp, "wx");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT")
-      throw new MmssrError(
-        ERROR_CODES.FILE_NOT_FOUND,
-        `cannot write ${path}: directory ${dir} does not exist`,
-      );
-    throw ioError("cannot create", tmp, err);
-  }
+  const file = new AtomicFile(path);
+  await file.open();
 
   // Arrow batches are built here while a worker thread encodes the previous ones: on two cores
   // the Parquet encoding (ZSTD, dictionaries) runs beside the gathering of rows instead of after.
@@ -189,7 +163,6 @@ export async function writeParquetFile(
     eval: true,
     workerData: { parquetWasm: requireHere.resolve("parquet-wasm"), settings },
   });
-  const out = fh;
   let bytes = 0;
   let inFlight = 0;
   let acked: (() => void) | undefined;
@@ -204,9 +177,7 @@ export async function writeParquetFile(
         bytes += m.bytes.length;
         writing = writing
           .then(async () => {
-            let off = 0;
-            while (off < m.bytes.length)
-              off += (await out.write(m.bytes, off, m.bytes.length - off)).bytesWritten;
+            await file.write(m.bytes);
           })
           .catch((err: unknown) => {
             writeError ??= err;
@@ -262,30 +233,14 @@ export async function writeParquetFile(
     await finished;
     await writing;
     if (writeError !== undefined) throw writeError;
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
+    await file.commit();
   } catch (err) {
-    await fh?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    await file.abort();
     if (sourceError !== undefined) throw sourceError;
-    if (err instanceof MmssrError) throw err;
-    throw ioError("cannot write", path, err);
+    throw ioError(path, err);
   } finally {
     worker.removeAllListeners("exit");
     await worker.terminate();
-  }
-  // Make the rename itself durable (best effort: not every filesystem lets a directory be fsynced).
-  try {
-    const dh = await open(dir, "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    /* ignore */
   }
   return bytes;
 }
