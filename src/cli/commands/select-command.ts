@@ -104,9 +104,9 @@ export async function runSelect(run: RunSelectOptions): Promise<void> {
   const result = selectMmssr(pool, options);
   const t2 = performance.now();
   const pickedBy = Array.from(result.pickedBy, (c) => CAPABILITY_IDS[c]);
-  const bucket = Array.from(result.indices, (i, k) =>
-    bucketName(STYLES[result.pickedStyle[k]], pool.sources[pool.sourceIndex[i]]),
-  );
+  // one string per (style, source), shared by every row of that bucket
+  const names = STYLES.map((style) => pool.sources.map((source) => bucketName(style, source)));
+  const bucket = Array.from(result.indices, (i, k) => names[result.pickedStyle[k]][pool.sourceIndex[i]]);
   await writeScoredPool(out, pool, { rows: result.indices, extraColumns: { picked_by: pickedBy, bucket } });
   const t3 = performance.now();
   const summary = summarizeSelection(pool, result);
