@@ -10,6 +10,21 @@
 const RADIX = 1 << 16;
 const MASK = RADIX - 1;
 
+/**
+ * Turns one pass's digit histogram into scatter offsets. Returns false when one digit holds
+ * every key: the pass would not change the order and is skipped.
+ */
+function prefixOffsets(hist: Uint32Array, base: number, m: number, offsets: Uint32Array): boolean {
+  let sum = 0;
+  for (let d = 0; d < RADIX; d++) {
+    const c = hist[base + d];
+    if (c === m) return false;
+    offsets[d] = sum;
+    sum += c;
+  }
+  return true;
+}
+
 export interface RadixSorted {
   /** the rows, reordered */
   rows: Uint32Array;
@@ -39,19 +54,7 @@ export function radixArgsortU32(
   let key2 = new Uint32Array(m);
   const offsets = new Uint32Array(RADIX);
   for (let pass = 0; pass < 2; pass++) {
-    const base = pass * RADIX;
-    let trivial = false;
-    let sum = 0;
-    for (let d = 0; d < RADIX; d++) {
-      const c = hist[base + d];
-      if (c === m) {
-        trivial = true;
-        break;
-      }
-      offsets[d] = sum;
-      sum += c;
-    }
-    if (trivial) continue;
+    if (!prefixOffsets(hist, pass * RADIX, m, offsets)) continue;
     const shift = pass * 16;
     for (let k = 0; k < m; k++) {
       const v = key[k];
@@ -114,19 +117,7 @@ export function radixArgsortF64(
   let lo2 = new Uint32Array(m);
   const offsets = new Uint32Array(RADIX);
   for (let pass = 0; pass < 4; pass++) {
-    const base = pass * RADIX;
-    let trivial = false;
-    let sum = 0;
-    for (let d = 0; d < RADIX; d++) {
-      const c = hist[base + d];
-      if (c === m) {
-        trivial = true;
-        break;
-      }
-      offsets[d] = sum;
-      sum += c;
-    }
-    if (trivial) continue;
+    if (!prefixOffsets(hist, pass * RADIX, m, offsets)) continue;
     const src = pass >= 2 ? hi : lo;
     const shift = (pass % 2) * 16;
     for (let k = 0; k < m; k++) {
