@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { isUserError, MmssrError } from "../domain/errors.js";
+import { ERROR_CODES, isUserError, MmssrError } from "../domain/errors.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
@@ -13,11 +13,20 @@ export function buildProgram(): Command {
   const program = new Command("mmssr")
     .description("Streaming multi-modal data curation with mmSSR (Cream of the Crop, arXiv 2503.13383)")
     .exitOverride()
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    // commander's own parse errors in the same shape as ours
+    .configureOutput({
+      outputError: (text, write) =>
+        write(`mmssr: error [${ERROR_CODES.USAGE}]: ${text.replace(/^error: /, "")}`),
+    });
   registerDemoCommand(program);
   registerSelectCommand(program);
   registerGenPoolCommand(program);
-  for (const cmd of program.commands) cmd.exitOverride();
+  for (const cmd of program.commands)
+    cmd.exitOverride().configureOutput({
+      outputError: (text, write) =>
+        write(`mmssr: error [${ERROR_CODES.USAGE}]: ${text.replace(/^error: /, "")}`),
+    });
   return program;
 }
 
