@@ -1,0 +1,164 @@
+import { murmur3 } from "./hash32.js";
+import type { FeatureSpec } from "./scoring-types.js";
+
+/**
+ * The text part of the mmssr-hashed/v1 feature vector: hashed bags of n-grams of the
+ * questions and of the answers, a hashed image_source token, and dense "form" features of
+ * the answer (length, options, boxes, steps, ...). Form features are what the answer looks
+ * like, which is what interaction styles are about; the bags carry the topic, which is what
+ * capabilities are about.
+ */
+
+/** Where each block of the feature vector starts and ends (end exclusive). */
+export interface FeatureLayout {
+  question: [number, number];
+  answer: [number, number];
+  source: [number, number];
+  form: [number, number];
+  image: [number, number];
+}
+
+export function featureLayout(spec: FeatureSpec): FeatureLayout {
+  const q = spec.text.questionDims;
+  const a = q + spec.text.answerDims;
+  const s = a + spec.sourceDims;
+  const f = s + spec.formDims;
+  const i = f + spec.image.dims;
+  return { question: [0, q], answer: [q, a], source: [a, s], form: [s, f], image: [f, i] };
+}
+
+const TOKEN_SPLIT = /[^\p{L}\p{N}]+/u;
+
+export function tokenize(text: string): string[] {
+  return text
+    .toLowerCase()
+    .split(TOKEN_SPLIT)
+    .filter((t) => t.length > 0);
+}
+
+/**
+ * Adds the hashed n-gram counts of `texts` into out[start, end), then scales them to
+ * log1p(count) and the block to unit L2 norm, so that long conversations do not dominate.
+ */
+function hashedBag(
+  texts: readonly string[],
+  spec: FeatureSpec["text"],
+  out: Float32Array,
+  base: number,
+  start: number,
+  end: number,
+): void {
+  const dims = end - start;
+  if (dims <= 0) return;
+  for (const text of texts) {
+    const tokens = tokenize(text);
+    for (const n of spec.ngrams) {
+      for (let k = 0; k + n <= tokens.length; k++) {
+        const gram = n === 1 ? tokens[k] : tokens.slice(k, k + n).join(" ");
+        out[base + start + (murmur3(gram, spec.hashSeed + n) % dims)] += 1;
+      }
+    }
+  }
+  let norm = 0;
+  for (let j = start; j < end; j++) {
+    const v = out[base + j];
+    if (v !== 0) {
+      const s = Math.log1p(v);
+      out[base + j] = s;
+      norm += s * s;
+    }
+  }
+  if (norm > 0) {
+    const inv = 1 / Math.sqrt(norm);
+    for (let j = start; j < end; j++) out[base + j] *= inv;
+  }
+}
+
+const OPTION_LINE = /(^|\n)\s*(\(?[A-Ha-h][).:]|\(?[1-9][).])\s+\S/g;
+const OPTION_WORDS = /\b(options?|choices?|choose|select)\b/i;
+const BOX = /\[\s*-?\d*\.?\d+\s*(,\s*-?\d*\.?\d+\s*){1,3}\]|\(\s*-?\d*\.?\d+\s*,\s*-?\d*\.?\d+\s*\)/g;
+const YES_NO = /^\s*(yes|no)\b/i;
+const STEP = /\b(step \d|first(ly)?,|second(ly)?,|then,|next,|finally,|therefore|thus|so the answer|let's think)\b/gi;
+const COMPARE = /\b(compare|comparison|difference|differ|similar|than|both|versus|vs\.?)\b/gi;
+const FORMAT = /\b(single word|one word|short phrase|json|format|in \d+ words|briefly|answer with)\b/gi;
+const DIGIT = /\d/g;
+const SENTENCE = /[.!?](\s|$)/g;
+
+function count(re: RegExp, text: string): number {
+  re.lastIndex = 0;
+  return (text.match(re) ?? []).length;
+}
+
+const squash = (x: number, scale: number): number => Math.log1p(Math.max(0, x)) / scale;
+
+/** Number of form features filled; the rest of the form block stays 0 (room for later versions). */
+export const FORM_FEATURES_USED = 16;
+
+function formFeatures(questions: readonly string[], answers: readonly string[], hasImage: boolean): number[] {
+  const q = questions.join("\n");
+  const a = answers.join("\n");
+  const lastAnswer = answers.at(-1) ?? "";
+  const lastWords = tokenize(lastAnswer).length;
+  return [
+    squash(answers.length, 3),
+    squash(a.length, 8),
+    squash(lastWords, 6),
+    squash(q.length, 8),
+    Math.min(count(OPTION_LINE, q), 8) / 8,
+    OPTION_WORDS.test(q) ? 1 : 0,
+    YES_NO.test(lastAnswer) ? 1 : 0,
+    Math.min(count(BOX, a), 8) / 8,
+    lastWords > 0 && lastWords <= 4 ? 1 : 0,
+    squash(count(SENTENCE, a), 4),
+    Math.min(count(STEP, a), 8) / 8,
+    a.length > 0 ? count(DIGIT, a) / a.length : 0,
+    hasImage ? 1 : 0,
+    /(^|\n)\s*hint:/i.test(q) ? 1 : 0,
+    Math.min(count(FORMAT, q), 4) / 4,
+    Math.min(count(COMPARE, q) + count(COMPARE, a), 8) / 8,
+  ].map((v) => (Number.isFinite(v) ? v : 0));
+}
+
+export interface TextFeatureInput {
+  questions: readonly string[];
+  answers: readonly string[];
+  imageSource: string;
+  hasImage: boolean;
+}
+
+/**
+ * Fills the text, source and form blocks of row `row` of `out` (a [n, spec.dims] matrix).
+ * Returns true when the text was cut at spec.text.maxChars.
+ */
+export function writeTextFeatures(input: TextFeatureInput, spec: FeatureSpec, out: Float32Array, row: number): boolean {
+  const layout = featureLayout(spec);
+  const base = row * spec.dims;
+  // Cut from the end: the first turns carry the task, later turns repeat its vocabulary.
+  let budget = spec.text.maxChars;
+  let truncated = false;
+  const cut = (texts: readonly string[]): string[] =>
+    texts.map((t) => {
+      if (budget <= 0) {
+        if (t.length > 0) truncated = true;
+        return "";
+      }
+      if (t.length > budget) {
+        truncated = true;
+        const s = t.slice(0, budget);
+        budget = 0;
+        return s;
+      }
+      budget -= t.length;
+      return t;
+    });
+  const questions = cut(input.questions);
+  const answers = cut(input.answers);
+  hashedBag(questions, spec.text, out, base, layout.question[0], layout.question[1]);
+  hashedBag(answers, spec.text, out, base, layout.answer[0], layout.answer[1]);
+  const [s0, s1] = layout.source;
+  if (s1 > s0) out[base + s0 + (murmur3(input.imageSource.toLowerCase(), spec.text.hashSeed) % (s1 - s0))] = 1;
+  const form = formFeatures(questions, answers, input.hasImage);
+  const [f0, f1] = layout.form;
+  for (let k = 0; k < form.length && f0 + k < f1; k++) out[base + f0 + k] = form[k];
+  return truncated;
+}
