@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   INVALID_SAMPLE: "MMSSR_INVALID_SAMPLE",
   /** An I/O operation failed in a way that may pass on retry (disk full, EAGAIN, ...). */
   IO: "MMSSR_IO",
+  /** A model directory breaks the model contract (manifest, sha256, ONNX names or shapes). */
+  MODEL_INVALID: "MMSSR_MODEL_INVALID",
+  /** Running a model failed (ONNX Runtime error, crashed inference worker, provider failed to load). */
+  INFERENCE: "MMSSR_INFERENCE",
   /** A bug: an invariant of our own code does not hold. */
   INTERNAL: "MMSSR_INTERNAL",
 } as const;
@@ -48,6 +52,7 @@ const USER_ERROR_CODES: ReadonlySet<ErrorCode> = new Set([
   ERROR_CODES.UNSUPPORTED_FORMAT,
   ERROR_CODES.BAD_OPTIONS,
   ERROR_CODES.INVALID_SAMPLE,
+  ERROR_CODES.MODEL_INVALID,
 ]);
 
 export function isUserError(err: unknown): err is MmssrError {
