@@ -32,7 +32,8 @@ const readJsonl = (path: string): Record<string, unknown>[] =>
 
 function add(out: SeedRecord[], origin: string, raw: unknown): void {
   const r = validateSample(raw, { missingId: "content-hash" });
-  if (!r.ok) throw new Error(`${origin}: a seed record failed validation: ${JSON.stringify(r.errors.slice(0, 3))}`);
+  if (!r.ok)
+    throw new Error(`${origin}: a seed record failed validation: ${JSON.stringify(r.errors.slice(0, 3))}`);
   out.push({ sample: r.sample, origin });
 }
 
@@ -51,7 +52,10 @@ export function loadSeedCorpus(dataDir: string): SeedRecord[] {
   const out: SeedRecord[] = [];
 
   const llavaInstruct = "LLaMA-Factory/data/llava_instruct_100.json";
-  for (const rec of JSON.parse(readFileSync(join(dataDir, llavaInstruct), "utf8")) as Record<string, unknown>[])
+  for (const rec of JSON.parse(readFileSync(join(dataDir, llavaInstruct), "utf8")) as Record<
+    string,
+    unknown
+  >[])
     add(out, llavaInstruct, { ...rec, image_source: "coco" });
 
   const demo = "LLaMA-Factory/data/mllm_demo.json";
@@ -63,20 +67,44 @@ export function loadSeedCorpus(dataDir: string): SeedRecord[] {
 
   const gpt4qa = "LLaVA/playground/data/coco2014_val_gpt4_qa_30x3.jsonl";
   readJsonl(join(dataDir, gpt4qa)).forEach((r, k) =>
-    add(out, gpt4qa, qa(`coco-gpt4qa-${k}`, String(r.image), "coco", String(r.instruction), String(r.output))),
+    add(
+      out,
+      gpt4qa,
+      qa(`coco-gpt4qa-${k}`, String(r.image), "coco", String(r.instruction), String(r.output)),
+    ),
   );
 
   const qa90q = "LLaVA/playground/data/coco2014_val_qa_eval/qa90_questions.jsonl";
   const qa90a = "LLaVA/playground/data/coco2014_val_qa_eval/qa90_gpt4_answer.jsonl";
   const answers90 = new Map(readJsonl(join(dataDir, qa90a)).map((r) => [r.question_id, String(r.text)]));
   for (const r of readJsonl(join(dataDir, qa90q)))
-    add(out, qa90q, qa(`coco-qa90-${r.question_id}`, String(r.image), "coco", String(r.text), answers90.get(r.question_id) ?? ""));
+    add(
+      out,
+      qa90q,
+      qa(
+        `coco-qa90-${r.question_id}`,
+        String(r.image),
+        "coco",
+        String(r.text),
+        answers90.get(r.question_id) ?? "",
+      ),
+    );
 
   const boxes = "LLaVA/llava/eval/table/caps_boxes_coco2014_val_80.jsonl";
   readJsonl(join(dataDir, boxes)).forEach((r, k) => {
     const captions = r.captions as string[];
     const instances = r.instances as { category: string; bbox: number[] }[];
-    add(out, boxes, qa(`coco-caption-${k}`, String(r.image), "coco", "Write a one-sentence caption for the image.", captions[0]));
+    add(
+      out,
+      boxes,
+      qa(
+        `coco-caption-${k}`,
+        String(r.image),
+        "coco",
+        "Write a one-sentence caption for the image.",
+        captions[0],
+      ),
+    );
     if (instances.length > 0) {
       const inst = instances[0];
       add(
@@ -101,7 +129,13 @@ export function loadSeedCorpus(dataDir: string): SeedRecord[] {
     add(
       out,
       `${benchDir}/questions.jsonl`,
-      qa(`llava-bench-${r.question_id}`, String(r.image), "llava-bench", String(r.text), benchAnswers.get(r.question_id) ?? ""),
+      qa(
+        `llava-bench-${r.question_id}`,
+        String(r.image),
+        "llava-bench",
+        String(r.text),
+        benchAnswers.get(r.question_id) ?? "",
+      ),
     );
   return out;
 }

@@ -78,7 +78,8 @@ const OPTION_LINE = /(^|\n)\s*(\(?[A-Ha-h][).:]|\(?[1-9][).])\s+\S/g;
 const OPTION_WORDS = /\b(options?|choices?|choose|select)\b/i;
 const BOX = /\[\s*-?\d*\.?\d+\s*(,\s*-?\d*\.?\d+\s*){1,3}\]|\(\s*-?\d*\.?\d+\s*,\s*-?\d*\.?\d+\s*\)/g;
 const YES_NO = /^\s*(yes|no)\b/i;
-const STEP = /\b(step \d|first(ly)?,|second(ly)?,|then,|next,|finally,|therefore|thus|so the answer|let's think)\b/gi;
+const STEP =
+  /\b(step \d|first(ly)?,|second(ly)?,|then,|next,|finally,|therefore|thus|so the answer|let's think)\b/gi;
 const COMPARE = /\b(compare|comparison|difference|differ|similar|than|both|versus|vs\.?)\b/gi;
 const FORMAT = /\b(single word|one word|short phrase|json|format|in \d+ words|briefly|answer with)\b/gi;
 const DIGIT = /\d/g;
@@ -130,7 +131,12 @@ export interface TextFeatureInput {
  * Fills the text, source and form blocks of row `row` of `out` (a [n, spec.dims] matrix).
  * Returns true when the text was cut at spec.text.maxChars.
  */
-export function writeTextFeatures(input: TextFeatureInput, spec: FeatureSpec, out: Float32Array, row: number): boolean {
+export function writeTextFeatures(
+  input: TextFeatureInput,
+  spec: FeatureSpec,
+  out: Float32Array,
+  row: number,
+): boolean {
   const layout = featureLayout(spec);
   const base = row * spec.dims;
   // Cut from the end: the first turns carry the task, later turns repeat its vocabulary.
@@ -156,7 +162,8 @@ export function writeTextFeatures(input: TextFeatureInput, spec: FeatureSpec, ou
   hashedBag(questions, spec.text, out, base, layout.question[0], layout.question[1]);
   hashedBag(answers, spec.text, out, base, layout.answer[0], layout.answer[1]);
   const [s0, s1] = layout.source;
-  if (s1 > s0) out[base + s0 + (murmur3(input.imageSource.toLowerCase(), spec.text.hashSeed) % (s1 - s0))] = 1;
+  if (s1 > s0)
+    out[base + s0 + (murmur3(input.imageSource.toLowerCase(), spec.text.hashSeed) % (s1 - s0))] = 1;
   const form = formFeatures(questions, answers, input.hasImage);
   const [f0, f1] = layout.form;
   for (let k = 0; k < form.length && f0 + k < f1; k++) out[base + f0 + k] = form[k];

@@ -1,6 +1,6 @@
 import { NUM_CAPABILITIES, NUM_STYLES, SCORE_MAX } from "../../domain/taxonomy.js";
 import { createRandom } from "../../util/random.js";
-import type { MlpWeights } from "./mlp-weights.js";
+import type { MlpWeights } from "../onnx-graph.js";
 
 /**
  * Trains the student on feature rows: scores = 5 * sigmoid(h Ws + bs), styles =

@@ -1,0 +1,96 @@
+import type { Sample } from "../domain/sample.js";
+import { layoutConversation } from "./conversation-text.js";
+import { imageDescriptor } from "./image-features.js";
+import type { ImageLoader } from "./image-source.js";
+import { hasImageReference } from "./rule-teacher.js";
+import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
+import { featureLayout, writeTextFeatures } from "./text-features.js";
+
+/**
+ * The TypeScript half of a model: turns samples into the float32 rows its manifest describes
+ * (kind mmssr-hashed/v1). Text blocks come from the conversation as the released scorer lays it
+ * out; the image block from the decoded image, or zeros with a flag saying why there is none.
+ */
+export interface SampleFeaturizer {
+  readonly spec: FeatureSpec;
+  /** One row per sample in a [n x spec.dims] matrix, and each sample's flags. Never rejects for one bad sample. */
+  featurize(samples: readonly Sample[]): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
+}
+
+export interface SampleFeaturizerOptions {
+  /** Loads images; without one every sample is featurized text-only (flag "no-image" when it names one). */
+  imageLoader?: ImageLoader;
+}
+
+export function createSampleFeaturizer(
+  spec: FeatureSpec,
+  options: SampleFeaturizerOptions = {},
+): SampleFeaturizer {
+  if (spec.kind !== "mmssr-hashed/v1")
+    throw new Error(`featurizer kind ${JSON.stringify(spec.kind)} is not known to this version`);
+  const layout = featureLayout(spec);
+  if (layout.image[1] !== spec.dims)
+    throw new Error(`featurizer dims ${spec.dims} != the sum of its blocks (${layout.image[1]})`);
+  const { imageLoader } = options;
+
+  async function imageBlock(
+    sample: Sample,
+    out: Float32Array,
+    row: number,
+    flags: ScoreFlag[],
+  ): Promise<boolean> {
+    if (!hasImageReference(sample)) {
+      flags.push("no-image");
+      return false;
+    }
+    if (!imageLoader) {
+      flags.push("no-image");
+      return false;
+    }
+    const loaded = await imageLoader.load(sample);
+    if (!loaded.ok) {
+      flags.push(loaded.flag);
+      return false;
+    }
+    const desc = await imageDescriptor(loaded.bytes, spec.image);
+    if (!desc.ok) {
+      flags.push(desc.flag);
+      return false;
+    }
+    out.set(desc.features, row * spec.dims + layout.image[0]);
+    return true;
+  }
+
+  return {
+    spec,
+    async featurize(samples) {
+      const n = samples.length;
+      const features = new Float32Array(n * spec.dims);
+      const flags: ScoreFlag[][] = samples.map(() => []);
+      await Promise.all(
+        samples.map(async (sample, row) => {
+          const hasImage = await imageBlock(sample, features, row, flags[row]);
+          const { questions, answers } = layoutConversation(sample);
+          const truncated = writeTextFeatures(
+            { questions, answers, imageSource: sample.image_source, hasImage },
+            spec,
+            features,
+            row,
+          );
+          if (truncated) flags[row].push("text-truncated");
+        }),
+      );
+      return { features, flags };
+    },
+  };
+}
+
+/** The featurizer of mmssr-lite: 2048 + 2048 hashed text dims, 64 source, 32 form, 39 image. */
+export const DEFAULT_FEATURE_SPEC: FeatureSpec = {
+  kind: "mmssr-hashed/v1",
+  dims: 2048 + 2048 + 64 + 32 + 39,
+  text: { questionDims: 2048, answerDims: 2048, ngrams: [1, 2], maxChars: 8000, hashSeed: 17 },
+  sourceDims: 64,
+  formDims: 32,
+  image: { size: 64, dims: 39 },
+};
