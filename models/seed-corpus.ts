@@ -66,13 +66,13 @@ export function loadSeedCorpus(dataDir: string): SeedRecord[] {
   }
 
   const gpt4qa = "LLaVA/playground/data/coco2014_val_gpt4_qa_30x3.jsonl";
-  readJsonl(join(dataDir, gpt4qa)).forEach((r, k) =>
+  readJsonl(join(dataDir, gpt4qa)).forEach((r, k) => {
     add(
       out,
       gpt4qa,
       qa(`coco-gpt4qa-${k}`, String(r.image), "coco", String(r.instruction), String(r.output)),
-    ),
-  );
+    );
+  });
 
   const qa90q = "LLaVA/playground/data/coco2014_val_qa_eval/qa90_questions.jsonl";
   const qa90a = "LLaVA/playground/data/coco2014_val_qa_eval/qa90_gpt4_answer.jsonl";

@@ -273,7 +273,7 @@ const FORMS: Form[] = [
     ];
   },
   // yes/no
-  (rng, t) => [
+  (rng) => [
     `Is there a ${pick(rng, OBJECTS)} in the image? ${rng.next() < 0.5 ? "Please answer yes or no." : ""}`.trim(),
     rng.next() < 0.5 ? "Yes" : "No",
   ],

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { AtomicFile } from "../../../connectors/files/atomic-file.js";
 import type { Sample } from "../../domain/sample.js";
