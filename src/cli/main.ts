@@ -1,7 +1,9 @@
 import { Command, CommanderError } from "commander";
 import { ERROR_CODES, isUserError, MmssrError } from "../domain/errors.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
+import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
+import { registerScoreCommand } from "./commands/score-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
 
 /** Exit codes: 0 done, 1 failure that is not the user's (I/O, bug), 2 bad usage or bad input. */
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
     });
   registerDemoCommand(program);
   registerSelectCommand(program);
+  registerScoreCommand(program);
+  registerFitCommand(program);
   registerGenPoolCommand(program);
   for (const cmd of program.commands)
     cmd.exitOverride().configureOutput({

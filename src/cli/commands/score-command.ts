@@ -1,0 +1,247 @@
+import { existsSync } from "node:fs";
+import { type FileHandle, open, readFile, rm, truncate } from "node:fs/promises";
+import { dirname, extname, resolve } from "node:path";
+import { SingleBar } from "cli-progress";
+import type { Command } from "commander";
+import {
+  countSampleRecords,
+  readSampleRecords,
+  sampleFormatOf,
+} from "../../../connectors/files/sample-reader.js";
+import { readScoredPoolJsonl } from "../../../connectors/files/scored-pool-jsonl.js";
+import { writeScoredPoolParquet } from "../../../connectors/parquet/scored-pool-parquet.js";
+import { formatSampleErrors, type Sample, validateSample } from "../../domain/sample.js";
+import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
+import { createImageLoader } from "../../scoring/image-source.js";
+import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
+import type { SampleScore, ScoreFlag } from "../../scoring/scoring-types.js";
+import { parseIntegerFlag, usageError } from "../cli-errors.js";
+
+interface ScoreFlags {
+  in: string;
+  model: string;
+  out: string;
+  batch: string;
+  workers: string;
+  threads: string;
+  ep: string;
+  cudaFallback?: boolean;
+  images: boolean;
+  imageBase?: string;
+  badImage: string;
+  rejects?: string;
+  progress: boolean;
+}
+
+/** Image flags that mean "the sample named an image we could not use" (not "it named none"). */
+const IMAGE_FAILURES: ReadonlySet<ScoreFlag> = new Set([
+  "image-missing",
+  "image-unreadable",
+  "image-corrupt",
+  "image-too-large",
+]);
+
+export function registerScoreCommand(program: Command): void {
+  program
+    .command("score")
+    .description("score samples with an ONNX model: 14 capability scores and styles, one forward pass each")
+    .requiredOption(
+      "--in <file>",
+      "samples: .jsonl (one per line) or .json (an array; LLaVA or messages/images form)",
+    )
+    .requiredOption("--out <file>", "scored pool: .jsonl or .parquet (interchange format + model, flags)")
+    .option("--model <dir>", "model folder (manifest.json + ONNX)", "models/mmssr-lite")
+    .option("--batch <n>", "samples per inference batch", "256")
+    .option("--workers <n>", "inference worker threads", "1")
+    .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
+    .option("--ep <provider>", "execution provider: cpu or cuda", "cpu")
+    .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
+    .option("--no-images", "do not load images: text-only scoring (flag no-image)")
+    .option(
+      "--image-base <dir>",
+      "relative image paths resolve against this folder (default: the input file's folder)",
+    )
+    .option(
+      "--bad-image <policy>",
+      "a sample whose image cannot be used: text-only (scored, flagged) or reject",
+      "text-only",
+    )
+    .option("--rejects <file>", "where rejected records go (default <out>.rejected.jsonl)")
+    .option("--no-progress", "no progress bar")
+    .action(async (flags: ScoreFlags) => {
+      await runScore(flags);
+    });
+}
+
+interface ProgressFile {
+  path: string;
+  doneIds: Set<string>;
+}
+
+/** Ids already scored by an earlier run of the same command; a torn last line is cut off. */
+async function resumeProgress(path: string): Promise<ProgressFile> {
+  const doneIds = new Set<string>();
+  if (!existsSync(path)) return { path, doneIds };
+  const text = await readFile(path, "utf8");
+  let goodEnd = 0;
+  let at = 0;
+  while (at < text.length) {
+    const nl = text.indexOf("\n", at);
+    if (nl < 0) break; // a last line without newline: the previous run died while writing it
+    const line = text.slice(at, nl);
+    try {
+      const id = (JSON.parse(line) as { id?: unknown }).id;
+      if (typeof id === "string") doneIds.add(id);
+    } catch {
+      break;
+    }
+    goodEnd = Buffer.byteLength(text.slice(0, nl + 1), "utf8");
+    at = nl + 1;
+  }
+  if (goodEnd < Buffer.byteLength(text, "utf8")) await truncate(path, goodEnd);
+  return { path, doneIds };
+}
+
+function scoredRow(sample: Sample, score: SampleScore, modelId: string): string {
+  const scores: Record<string, number | null> = {};
+  CAPABILITY_IDS.forEach((id, c) => {
+    const v = score.scores[c];
+    scores[id] = Number.isNaN(v) ? null : Math.round(v * 1e4) / 1e4;
+  });
+  return `${JSON.stringify({ id: sample.id, image_source: sample.image_source, styles: score.styles, scores, model: modelId, flags: score.flags })}\n`;
+}
+
+export async function runScore(flags: ScoreFlags): Promise<void> {
+  const batch = parseIntegerFlag("--batch", flags.batch, 1);
+  const workers = parseIntegerFlag("--workers", flags.workers, 1);
+  const threads = parseIntegerFlag("--threads", flags.threads, 1);
+  if (flags.ep !== "cpu" && flags.ep !== "cuda")
+    throw usageError(`--ep: expected cpu or cuda, got ${JSON.stringify(flags.ep)}`);
+  if (flags.badImage !== "text-only" && flags.badImage !== "reject")
+    throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(flags.badImage)}`);
+  sampleFormatOf(flags.in);
+  const outExt = extname(flags.out).toLowerCase();
+  if (outExt !== ".jsonl" && outExt !== ".parquet")
+    throw usageError(`--out: unknown extension ${JSON.stringify(outExt)}; use .jsonl or .parquet`);
+
+  const total = await countSampleRecords(flags.in);
+  const imageLoader = flags.images
+    ? createImageLoader({ baseDir: flags.imageBase ?? dirname(resolve(flags.in)) })
+    : undefined;
+  const scorer = await createOnnxScorer({
+    modelDir: flags.model,
+    workers,
+    intraOpThreads: threads,
+    executionProvider: flags.ep,
+    onCudaUnavailable: flags.cudaFallback ? "fallback-cpu" : "fail",
+    imageLoader,
+    batchSize: batch,
+    logger: (m) => process.stderr.write(`mmssr score: ${m}\n`),
+  });
+
+  // Output is appended as it is produced, so a killed run resumes where it stopped.
+  const progress = await resumeProgress(outExt === ".jsonl" ? flags.out : `${flags.out}.partial.jsonl`);
+  const rejectsPath = flags.rejects ?? `${flags.out}.rejected.jsonl`;
+  let out: FileHandle | undefined;
+  let rejects: FileHandle | undefined;
+  const counts = { scored: 0, resumed: 0, rejected: 0 };
+  const flagCounts = new Map<string, number>();
+  const bar = flags.progress
+    ? new SingleBar({
+        format: "scoring [{bar}] {value}/{total} | {rate}/s | ETA {eta_formatted}",
+        stream: process.stderr,
+        noTTYOutput: true,
+        notTTYSchedule: 5000,
+        etaBuffer: 2000,
+      })
+    : undefined;
+  const t0 = performance.now();
+  let done = 0;
+  bar?.start(total, 0, { rate: "0" });
+  const tick = (k: number): void => {
+    done += k;
+    bar?.update(done, { rate: (done / Math.max(1e-3, (performance.now() - t0) / 1000)).toFixed(0) });
+  };
+  const reject = async (where: string, reason: string, record: unknown): Promise<void> => {
+    rejects ??= await open(rejectsPath, "a");
+    await rejects.appendFile(`${JSON.stringify({ where, reason, record })}\n`);
+    counts.rejected++;
+  };
+
+  try {
+    out = await open(progress.path, "a");
+    const seenThisRun = new Set<string>();
+    let pending: { sample: Sample; where: string }[] = [];
+    const flush = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      const batchItems = pending;
+      pending = [];
+      const results = await scorer.score(batchItems.map((p) => p.sample));
+      let text = "";
+      for (let k = 0; k < batchItems.length; k++) {
+        const r = results[k];
+        for (const f of r.flags) flagCounts.set(f, (flagCounts.get(f) ?? 0) + 1);
+        const failed = r.flags.find((f) => IMAGE_FAILURES.has(f));
+        if (failed && flags.badImage === "reject") {
+          await reject(batchItems[k].where, `image unusable (${failed})`, batchItems[k].sample);
+          continue;
+        }
+        text += scoredRow(batchItems[k].sample, r, scorer.id);
+        counts.scored++;
+      }
+      await out?.appendFile(text);
+      tick(batchItems.length);
+    };
+    for await (const rec of readSampleRecords(flags.in)) {
+      if ("error" in rec) {
+        await reject(rec.where, rec.error, null);
+        tick(1);
+        continue;
+      }
+      const v = validateSample(rec.value);
+      if (!v.ok) {
+        await reject(rec.where, formatSampleErrors(v.errors), rec.value);
+        tick(1);
+        continue;
+      }
+      if (progress.doneIds.has(v.sample.id)) {
+        counts.resumed++;
+        tick(1);
+        continue;
+      }
+      if (seenThisRun.has(v.sample.id)) {
+        await reject(
+          rec.where,
+          `duplicate id ${JSON.stringify(v.sample.id)}: an earlier record of this input has it`,
+          rec.value,
+        );
+        tick(1);
+        continue;
+      }
+      seenThisRun.add(v.sample.id);
+      pending.push({ sample: v.sample, where: rec.where });
+      if (pending.length >= batch * workers * 2) await flush();
+    }
+    await flush();
+    await out.sync();
+  } finally {
+    bar?.stop();
+    await out?.close();
+    await rejects?.close();
+    await scorer.close();
+    await imageLoader?.close();
+  }
+
+  if (outExt === ".parquet") {
+    const pool = await readScoredPoolJsonl(progress.path);
+    await writeScoredPoolParquet(flags.out, pool);
+    await rm(progress.path, { force: true });
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const flagText = [...flagCounts].map(([f, c]) => `${f} ${c}`).join(", ") || "none";
+  process.stdout.write(
+    `scored ${counts.scored} samples with ${scorer.id} on ${scorer.provider} in ${secs.toFixed(1)} s ` +
+      `(${(counts.scored / Math.max(secs, 1e-3)).toFixed(0)}/s); already in the output: ${counts.resumed}; ` +
+      `rejected: ${counts.rejected}${counts.rejected > 0 ? ` (see ${rejectsPath})` : ""}\nflags: ${flagText}\n-> ${flags.out}\n`,
+  );
+}
