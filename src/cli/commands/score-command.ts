@@ -31,6 +31,7 @@ interface ScoreFlags {
   badImage: string;
   rejects?: string;
   progress: boolean;
+  missingId: string;
 }
 
 /** Image flags that mean "the sample named an image we could not use" (not "it named none"). */
@@ -67,6 +68,11 @@ export function registerScoreCommand(program: Command): void {
       "text-only",
     )
     .option("--rejects <file>", "where rejected records go (default <out>.rejected.jsonl)")
+    .option(
+      "--missing-id <policy>",
+      "a record without id: content-hash (id = sha256 of its content) or reject",
+      "content-hash",
+    )
     .option("--no-progress", "no progress bar")
     .action(async (flags: ScoreFlags) => {
       await runScore(flags);
@@ -119,6 +125,8 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
     throw usageError(`--ep: expected cpu or cuda, got ${JSON.stringify(flags.ep)}`);
   if (flags.badImage !== "text-only" && flags.badImage !== "reject")
     throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(flags.badImage)}`);
+  if (flags.missingId !== "content-hash" && flags.missingId !== "reject")
+    throw usageError(`--missing-id: expected content-hash or reject, got ${JSON.stringify(flags.missingId)}`);
   sampleFormatOf(flags.in);
   const outExt = extname(flags.out).toLowerCase();
   if (outExt !== ".jsonl" && outExt !== ".parquet")
@@ -198,7 +206,9 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
         tick(1);
         continue;
       }
-      const v = validateSample(rec.value);
+      const v = validateSample(rec.value, {
+        missingId: flags.missingId === "reject" ? "error" : "content-hash",
+      });
       if (!v.ok) {
         await reject(rec.where, formatSampleErrors(v.errors), rec.value);
         tick(1);
