@@ -1,0 +1,80 @@
+/** Golden and property tests of the text half of the mmssr-hashed/v1 featurizer. */
+import { describe, expect, it } from "vitest";
+import { DEFAULT_FEATURE_SPEC } from "./featurize-samples.js";
+import { murmur3 } from "./hash32.js";
+import { FORM_FEATURES_USED, featureLayout, tokenize, writeTextFeatures } from "./text-features.js";
+
+const spec = DEFAULT_FEATURE_SPEC;
+const row = (questions: string[], answers: string[], imageSource = "coco", hasImage = true) => {
+  const out = new Float32Array(spec.dims);
+  const truncated = writeTextFeatures({ questions, answers, imageSource, hasImage }, spec, out, 0);
+  return { out, truncated };
+};
+const block = (out: Float32Array, [a, b]: [number, number]) => out.subarray(a, b);
+const norm = (x: Float32Array) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
+
+describe("murmur3", () => {
+  it("is pinned: trained models index their weights by it", () => {
+    expect(murmur3("", 0)).toBe(0);
+    expect(murmur3("cat", 0)).toBe(974185772);
+    expect(murmur3("dog", 0)).toBe(3925312010);
+    expect(murmur3("what color", 1)).toBe(3586530735);
+    expect(murmur3("日本", 17)).toBe(1845727501);
+  });
+});
+
+describe("writeTextFeatures", () => {
+  const layout = featureLayout(spec);
+
+  it("lays the blocks out in manifest order and fills only its own blocks", () => {
+    expect(layout.image[1]).toBe(spec.dims);
+    const { out } = row(["What color is the bus?"], ["Red"]);
+    expect(norm(block(out, layout.question))).toBeCloseTo(1, 5);
+    expect(norm(block(out, layout.answer))).toBeCloseTo(1, 5);
+    expect(block(out, layout.source).reduce((a, v) => a + v, 0)).toBe(1);
+    expect(block(out, layout.image).every((v) => v === 0)).toBe(true);
+    expect(
+      block(out, layout.form)
+        .subarray(FORM_FEATURES_USED)
+        .every((v) => v === 0),
+    ).toBe(true);
+  });
+
+  it("is deterministic and case-insensitive", () => {
+    const a = row(["What COLOR is the bus?"], ["Red"]).out;
+    const b = row(["what color is the bus?"], ["red"]).out;
+    expect(Array.from(a)).toEqual(Array.from(b));
+  });
+
+  it("separates questions from answers", () => {
+    const a = row(["red"], ["blue"]).out;
+    const b = row(["blue"], ["red"]).out;
+    expect(Array.from(a)).not.toEqual(Array.from(b));
+  });
+
+  it("describes the answer's form", () => {
+    const f = (q: string, a: string) => block(row([q], [a]).out, layout.form);
+    const options = f("Which is it?\nA. cat\nB. dog\nC. cow", "B");
+    expect(options[4]).toBeGreaterThan(0); // option lines in the question
+    expect(options[8]).toBe(1); // short answer
+    expect(f("Is it a cat?", "Yes, it is.")[6]).toBe(1); // yes/no
+    expect(f("Where is the cat?", "[0.10, 0.20, 0.30, 0.40]")[7]).toBeGreaterThan(0); // box
+    expect(f("How many?", "First, count the cats. Then add. Therefore 3.")[10]).toBeGreaterThan(0); // steps
+    expect(f("Answer with a single word.", "Cat")[14]).toBeGreaterThan(0); // format instruction
+    expect(row(["q"], ["a"], "coco", false).out[layout.form[0] + 12]).toBe(0); // no image
+  });
+
+  it("flags text cut at maxChars and stays finite on any text", () => {
+    const long = "word ".repeat(5000);
+    const { out, truncated } = row([long], [long]);
+    expect(truncated).toBe(true);
+    expect(out.every(Number.isFinite)).toBe(true);
+    const empty = row([""], [""]);
+    expect(empty.truncated).toBe(false);
+    expect(empty.out.every(Number.isFinite)).toBe(true);
+  });
+
+  it("tokenizes letters and digits of any script", () => {
+    expect(tokenize("Hello, 世界! x2 — ok")).toEqual(["hello", "世界", "x2", "ok"]);
+  });
+});
