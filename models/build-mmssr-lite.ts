@@ -55,6 +55,7 @@ const result = await fitModel(labelled, featurizer, {
     "text-only (image block zero, flag image-missing); the rule teacher reads text only, so image descriptors",
     "carry no signal in this model. Rebuild: `npm run build:model` (same bytes for the same inputs).",
   ].join("\n"),
+  subsets: [{ name: "the real records", ids: new Set(seed.map((r) => r.sample.id)) }],
   log: (line) => process.stderr.write(`${line}\n`),
 });
 await imageLoader.close();
@@ -63,6 +64,10 @@ process.stdout.write(
 );
 for (const c of result.fidelity.capabilities)
   process.stdout.write(`  ${c.id.padEnd(12)} spearman ${c.spearman.toFixed(3)}\n`);
+for (const sub of result.subsetFidelity)
+  process.stdout.write(
+    `  ${sub.name} (${sub.fidelity.n} held out): spearman ${sub.fidelity.capabilities.map((c) => `${c.id} ${c.spearman.toFixed(2)}`).join(", ")}\n`,
+  );
 for (const s of result.fidelity.styles)
   process.stdout.write(
     `  ${s.style.padEnd(32)} F1 ${Number.isNaN(s.f1) ? "-" : s.f1.toFixed(3)} (support ${s.support})\n`,

@@ -35,12 +35,16 @@ export interface FitOptions {
   train?: TrainOptions;
   /** extra text for the model card (how the corpus was built, ...) */
   cardNotes?: string;
+  /** ids of samples whose held-out fidelity is also reported on its own (e.g. the real records) */
+  subsets?: { name: string; ids: ReadonlySet<string> }[];
   log?: (line: string) => void;
 }
 
 export interface FitResult {
   manifest: ModelManifest;
   fidelity: Fidelity;
+  /** held-out fidelity per named subset */
+  subsetFidelity: { name: string; fidelity: Fidelity }[];
   trainSize: number;
   holdoutSize: number;
   weights: MlpWeights;
@@ -89,6 +93,23 @@ export async function fitModel(
   const thresholds = new Array<number>(NUM_STYLES).fill(0.5);
   const predicted = mlpForward(weights, hold.features, holdRows.length);
   const fidelity = measureFidelity(holdRows.length, holdLabels, predicted, thresholds);
+  const subsetFidelity = (options.subsets ?? []).map(({ name, ids }) => {
+    const keep = holdRows.map((r, i) => (ids.has(r.sample.id) ? i : -1)).filter((i) => i >= 0);
+    const pick = (m: Float32Array, w: number) => {
+      const out = new Float32Array(keep.length * w);
+      keep.forEach((i, k) => out.set(m.subarray(i * w, (i + 1) * w), k * w));
+      return out;
+    };
+    return {
+      name,
+      fidelity: measureFidelity(
+        keep.length,
+        { scores: pick(holdLabels.scores, NUM_CAPABILITIES), styles: pick(holdLabels.styles, NUM_STYLES) },
+        { scores: pick(predicted.scores, NUM_CAPABILITIES), styles: pick(predicted.styles, NUM_STYLES) },
+        thresholds,
+      ),
+    };
+  });
 
   const onnxFile = `${options.id}.onnx`;
   const onnxBytes = buildMlpModel(weights, {
@@ -118,9 +139,16 @@ export async function fitModel(
   await writeAtomic(join(options.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   await writeAtomic(
     join(options.outDir, "MODEL_CARD.md"),
-    modelCard(manifest, fidelity, trainRows.length, holdRows.length, weights, options),
+    modelCard(manifest, fidelity, subsetFidelity, trainRows.length, holdRows.length, weights, options),
   );
-  return { manifest, fidelity, trainSize: trainRows.length, holdoutSize: holdRows.length, weights };
+  return {
+    manifest,
+    fidelity,
+    subsetFidelity,
+    trainSize: trainRows.length,
+    holdoutSize: holdRows.length,
+    weights,
+  };
 }
 
 async function writeAtomic(path: string, content: string | Uint8Array): Promise<void> {
@@ -136,20 +164,38 @@ async function writeAtomic(path: string, content: string | Uint8Array): Promise<
 
 const f3 = (v: number): string => (Number.isNaN(v) ? "-" : v.toFixed(3));
 
-function modelCard(
-  m: ModelManifest,
-  fid: Fidelity,
-  trainSize: number,
-  holdSize: number,
-  w: MlpWeights,
-  options: FitOptions,
-): string {
+function fidelityTables(fid: Fidelity): string {
   const caps = fid.capabilities
     .map((c) => `| ${c.id} | ${f3(c.spearman)} | ${f3(c.meanAbsError)} |`)
     .join("\n");
   const styles = fid.styles
     .map((s) => `| ${s.style} | ${s.support} | ${f3(s.precision)} | ${f3(s.recall)} | ${f3(s.f1)} |`)
     .join("\n");
+  return `| capability | Spearman | mean abs error |
+|---|---:|---:|
+${caps}
+
+| style | support | precision | recall | F1 |
+|---|---:|---:|---:|---:|
+${styles}
+`;
+}
+
+function modelCard(
+  m: ModelManifest,
+  fid: Fidelity,
+  subsets: { name: string; fidelity: Fidelity }[],
+  trainSize: number,
+  holdSize: number,
+  w: MlpWeights,
+  options: FitOptions,
+): string {
+  const subsetText = subsets
+    .map(
+      (x) =>
+        `\n## Held-out fidelity on ${x.name} only (${x.fidelity.n} samples)\n\n${fidelityTables(x.fidelity)}`,
+    )
+    .join("");
   return `# ${m.id} ${m.version}
 
 ${m.description}.
@@ -177,12 +223,5 @@ ${options.cardNotes ?? ""}
 
 ## Held-out fidelity to the teacher (${fid.n} samples)
 
-| capability | Spearman | mean abs error |
-|---|---:|---:|
-${caps}
-
-| style | support | precision | recall | F1 |
-|---|---:|---:|---:|---:|
-${styles}
-`;
+${fidelityTables(fid)}${subsetText}`;
 }
