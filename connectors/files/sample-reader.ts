@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { createInterface } from "node:readline";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
+import { openParquet, parquetBatches, toPlain } from "../parquet/parquet-batches.js";
 import { assertReadable } from "./scored-pool-jsonl.js";
 
 /** One record of a samples file: its parsed JSON, or why it could not be parsed. */
@@ -10,15 +11,16 @@ export type SampleRecord =
   | { where: string; ordinal: number; value: unknown }
   | { where: string; ordinal: number; error: string };
 
-export type SampleFileFormat = "jsonl" | "json";
+export type SampleFileFormat = "jsonl" | "json" | "parquet";
 
 export function sampleFormatOf(path: string): SampleFileFormat {
   const ext = extname(path).toLowerCase();
   if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
   if (ext === ".json") return "json";
+  if (ext === ".parquet") return "parquet";
   throw new MmssrError(
     ERROR_CODES.UNSUPPORTED_FORMAT,
-    `${path}: unknown extension ${JSON.stringify(ext)} for samples; use .jsonl (one sample per line) or .json (an array, LLaVA style)`,
+    `${path}: unknown extension ${JSON.stringify(ext)} for samples; use .jsonl (one sample per line), .json (an array, LLaVA style) or .parquet (one sample per row)`,
   );
 }
 
@@ -29,7 +31,12 @@ export function sampleFormatOf(path: string): SampleFileFormat {
  */
 export async function* readSampleRecords(path: string): AsyncGenerator<SampleRecord> {
   await assertReadable(path);
-  if (sampleFormatOf(path) === "json") {
+  const format = sampleFormatOf(path);
+  if (format === "parquet") {
+    yield* readParquetSamples(path);
+    return;
+  }
+  if (format === "json") {
     let parsed: unknown;
     try {
       parsed = JSON.parse(await readFile(path, "utf8"));
@@ -64,7 +71,13 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
 
 /** Number of records a samples file holds (lines that are not blank, or array length), for progress. */
 export async function countSampleRecords(path: string): Promise<number> {
-  if (sampleFormatOf(path) === "json") {
+  const format = sampleFormatOf(path);
+  if (format === "parquet") {
+    const { file, numRows } = await openParquet(path);
+    file.free();
+    return numRows;
+  }
+  if (format === "json") {
     const parsed = JSON.parse(await readFile(path, "utf8"));
     return Array.isArray(parsed) ? parsed.length : 0;
   }
@@ -74,4 +87,48 @@ export async function countSampleRecords(path: string): Promise<number> {
   });
   for await (const line of lines) if (line.trim() !== "") n++;
   return n;
+}
+
+/** Columns that may hold image bytes: delivered as base64 in `image_b64`, as inline images travel in JSON. */
+const IMAGE_BYTE_COLUMNS = new Set(["image_b64", "image_bytes"]);
+
+/**
+ * Samples stored one per Parquet row: columns are the sample's fields; `conversations` either a
+ * list of {from, value} structs or a JSON string; image bytes in a binary image_b64/image_bytes
+ * column. Read in batches, so a large file never sits in memory whole.
+ */
+async function* readParquetSamples(path: string): AsyncGenerator<SampleRecord> {
+  const { file, schema } = await openParquet(path);
+  try {
+    const names = schema.fields.map((f) => f.name);
+    let row = 0;
+    for await (const batch of parquetBatches(file, 8192)) {
+      const columns = names.map((name) => batch.getChild(name));
+      for (let k = 0; k < batch.numRows; k++, row++) {
+        const value: Record<string, unknown> = {};
+        let error: string | undefined;
+        names.forEach((name, c) => {
+          const cell = columns[c]?.get(k);
+          if (cell === null || cell === undefined) return;
+          if (IMAGE_BYTE_COLUMNS.has(name) && cell instanceof Uint8Array) {
+            value.image_b64 = Buffer.from(cell).toString("base64");
+            return;
+          }
+          let plain = toPlain(cell);
+          if (name === "conversations" && typeof plain === "string") {
+            try {
+              plain = JSON.parse(plain);
+            } catch (err) {
+              error = `conversations: not valid JSON: ${(err as Error).message}`;
+            }
+          }
+          value[name] = plain;
+        });
+        const where = `${path}: row ${row + 1}`;
+        yield error ? { where, ordinal: row, error } : { where, ordinal: row, value };
+      }
+    }
+  } finally {
+    file.free();
+  }
 }

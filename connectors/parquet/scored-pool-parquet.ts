@@ -11,8 +11,6 @@
  * first bad row, with its 1-based number and field.
  */
 import { isAscii } from "node:buffer";
-import { openAsBlob } from "node:fs";
-import { stat } from "node:fs/promises";
 import {
   Bool,
   type Data,
@@ -28,11 +26,9 @@ import {
   Schema,
   Struct,
   Type,
-  tableFromIPC,
   Utf8,
   type Vector,
 } from "apache-arrow";
-import * as pw from "parquet-wasm";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import {
   CAPABILITY_IDS,
@@ -43,6 +39,7 @@ import {
   UNKNOWN_SOURCE,
 } from "../../src/domain/taxonomy.js";
 import { describe, type ScoredPool, ScoredPoolBuilder, scoreError } from "../../src/pool/scored-pool.js";
+import { openParquet, parquetBatches, toPlain } from "./parquet-batches.js";
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetWriteOptions, writeParquetFile } from "./parquet-writer.js";
 
 export const SCORE_COLUMNS: readonly string[] = CAPABILITY_IDS.map((id) => `score_${id}`);
@@ -503,32 +500,6 @@ function numberReader(data: Data): (i: number) => unknown {
 }
 
 /** An Arrow cell as a plain JSON-like value for pool.extras. */
-function toPlain(v: unknown): unknown {
-  if (v === null || v === undefined) return null;
-  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
-  if (typeof v === "object") {
-    if (v instanceof Date) return v.toISOString();
-    if (ArrayBuffer.isView(v) && !(v instanceof DataView))
-      return Array.from(v as unknown as ArrayLike<number>);
-    const json = (v as { toJSON?: () => unknown }).toJSON;
-    if (typeof json === "function") return plainDeep(json.call(v));
-    if (Array.isArray(v)) return v.map(toPlain);
-    // Decimal and other big numbers convert through their primitive value.
-    const prim = (v as { [Symbol.toPrimitive]?: (hint: string) => unknown })[Symbol.toPrimitive];
-    if (typeof prim === "function") return toPlain(prim.call(v, "number"));
-  }
-  return v;
-}
-
-function plainDeep(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(toPlain);
-  if (v !== null && typeof v === "object" && !(v instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = toPlain(x);
-    return out;
-  }
-  return toPlain(v);
-}
 
 /**
  * Style candidates by (byte length, third byte): every style name gets its own slot, so a utf8
@@ -824,12 +795,6 @@ function readScores(data: Data, len: number, out: Float64Array, column: string):
   return undefined;
 }
 
-function notFound(path: string, err: unknown): MmssrError {
-  return new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `cannot read ${path}: ${(err as Error).message}`, {
-    cause: err,
-  });
-}
-
 /**
  * Reads a scored pool from a Parquet file, batch by batch (at most `batchRows` decoded rows in
  * memory besides the pool being built), validating every row with the rules of the JSONL
@@ -845,25 +810,8 @@ export async function readScoredPoolParquet(
   path: string,
   options: ReadScoredPoolParquetOptions = {},
 ): Promise<ScoredPool> {
-  let blob: Blob;
+  const { file, schema, numRows: totalRows } = await openParquet(path);
   try {
-    await stat(path);
-    blob = await openAsBlob(path);
-  } catch (err) {
-    throw notFound(path, err);
-  }
-  let file: pw.ParquetFile;
-  try {
-    file = await pw.ParquetFile.fromFile(blob);
-  } catch (err) {
-    throw new MmssrError(
-      ERROR_CODES.UNSUPPORTED_FORMAT,
-      `${path} is not a readable Parquet file: ${err instanceof Error ? err.message : String(err)}`,
-      { cause: err },
-    );
-  }
-  try {
-    const schema = tableFromIPC(file.schema().intoIPCStream()).schema;
     const names = schema.fields.map((f) => f.name);
     const present = new Set(names);
     for (const required of ["id", "styles", ...SCORE_COLUMNS])
@@ -873,9 +821,6 @@ export async function readScoredPoolParquet(
           `${path}: missing required column ${required} (a scored pool needs id, styles and ${SCORE_COLUMNS.join(", ")}; found ${names.join(", ") || "no columns"})`,
         );
     const extraNames = names.filter((n) => !INTERCHANGE_COLUMNS.has(n));
-    const meta = file.metadata();
-    const totalRows = Number(meta.fileMetadata().numRows());
-    meta.free();
 
     const builder = new ScoredPoolBuilder(Math.max(totalRows, 16), { trackIds: true });
     const batchRows = Math.max(1, options.batchRows ?? 65_536);
@@ -886,77 +831,70 @@ export async function readScoredPoolParquet(
     let scores: Float64Array[] = [];
     let rowsBefore = 0;
 
-    const stream = (await file.stream({ batchSize: batchRows })) as ReadableStream<pw.RecordBatch>;
-    const reader = stream.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const table = tableFromIPC(value.intoIPCStream());
-      for (const batch of table.batches) {
-        const len = batch.numRows;
-        if (len > cap) {
-          cap = Math.max(len, batchRows);
-          sourceCodes = new Uint32Array(cap);
-          styleMask = new Uint16Array(cap);
-          scores = SCORE_COLUMNS.map(() => new Float64Array(cap));
-        }
-        const col = (name: string): Data => batch.getChild(name)?.data[0] as Data;
-        const first = (a: BadCell | undefined, b: BadCell | undefined): BadCell | undefined =>
-          a === undefined || (b !== undefined && b.k < a.k) ? b : a;
-
-        const ids: string[] = new Array(len);
-        let bad = readIds(col("id"), len, ids);
-        const src = readSources(
-          present.has("image_source") ? col("image_source") : undefined,
-          len,
-          sourceCodes,
-        );
-        bad = first(bad, src.bad);
-        bad = first(bad, readStyles(col("styles"), len, styleMask));
-        for (let c = 0; c < NUM_CAPABILITIES; c++)
-          bad = first(bad, readScores(col(SCORE_COLUMNS[c]), len, scores[c], SCORE_COLUMNS[c]));
-        const good = bad === undefined ? len : bad.k;
-
-        let extras: Map<number, Record<string, unknown>> | undefined;
-        for (const name of extraNames) {
-          const data = col(name);
-          const t = data.type.typeId;
-          let get: (i: number) => unknown;
-          if (t === Type.Utf8 || t === Type.LargeUtf8 || t === Type.Dictionary) get = stringReader(data);
-          else if (t === Type.Float || t === Type.Int) get = numberReader(data);
-          else {
-            const vec = makeVector(data);
-            get = (i: number) => toPlain(vec.get(i));
-          }
-          for (let k = 0; k < good; k++) {
-            const v = get(k);
-            if (v === null || v === undefined) continue;
-            extras ??= new Map();
-            let rec = extras.get(k);
-            if (!rec) {
-              rec = {};
-              extras.set(k, rec);
-            }
-            rec[name] = v;
-          }
-        }
-
-        builder.appendColumns(
-          {
-            length: good,
-            ids,
-            sources: src.sources,
-            sourceOfRow: sourceCodes,
-            styleMask,
-            scores,
-            extras,
-          },
-          (k) => `${path}: row ${rowsBefore + k + 1}`,
-        );
-        if (bad !== undefined)
-          throw new MmssrError(ERROR_CODES.BAD_ROW, `${path}: row ${rowsBefore + bad.k + 1}: ${bad.text}`);
-        rowsBefore += len;
+    for await (const batch of parquetBatches(file, batchRows)) {
+      const len = batch.numRows;
+      if (len > cap) {
+        cap = Math.max(len, batchRows);
+        sourceCodes = new Uint32Array(cap);
+        styleMask = new Uint16Array(cap);
+        scores = SCORE_COLUMNS.map(() => new Float64Array(cap));
       }
+      const col = (name: string): Data => batch.getChild(name)?.data[0] as Data;
+      const first = (a: BadCell | undefined, b: BadCell | undefined): BadCell | undefined =>
+        a === undefined || (b !== undefined && b.k < a.k) ? b : a;
+
+      const ids: string[] = new Array(len);
+      let bad = readIds(col("id"), len, ids);
+      const src = readSources(
+        present.has("image_source") ? col("image_source") : undefined,
+        len,
+        sourceCodes,
+      );
+      bad = first(bad, src.bad);
+      bad = first(bad, readStyles(col("styles"), len, styleMask));
+      for (let c = 0; c < NUM_CAPABILITIES; c++)
+        bad = first(bad, readScores(col(SCORE_COLUMNS[c]), len, scores[c], SCORE_COLUMNS[c]));
+      const good = bad === undefined ? len : bad.k;
+
+      let extras: Map<number, Record<string, unknown>> | undefined;
+      for (const name of extraNames) {
+        const data = col(name);
+        const t = data.type.typeId;
+        let get: (i: number) => unknown;
+        if (t === Type.Utf8 || t === Type.LargeUtf8 || t === Type.Dictionary) get = stringReader(data);
+        else if (t === Type.Float || t === Type.Int) get = numberReader(data);
+        else {
+          const vec = makeVector(data);
+          get = (i: number) => toPlain(vec.get(i));
+        }
+        for (let k = 0; k < good; k++) {
+          const v = get(k);
+          if (v === null || v === undefined) continue;
+          extras ??= new Map();
+          let rec = extras.get(k);
+          if (!rec) {
+            rec = {};
+            extras.set(k, rec);
+          }
+          rec[name] = v;
+        }
+      }
+
+      builder.appendColumns(
+        {
+          length: good,
+          ids,
+          sources: src.sources,
+          sourceOfRow: sourceCodes,
+          styleMask,
+          scores,
+          extras,
+        },
+        (k) => `${path}: row ${rowsBefore + k + 1}`,
+      );
+      if (bad !== undefined)
+        throw new MmssrError(ERROR_CODES.BAD_ROW, `${path}: row ${rowsBefore + bad.k + 1}: ${bad.text}`);
+      rowsBefore += len;
     }
     return builder.build();
   } finally {

@@ -1,4 +1,5 @@
 import type { Sample } from "../domain/sample.js";
+import { yieldIfBusy } from "../util/yield-if-busy.js";
 import { layoutConversation } from "./conversation-text.js";
 import { imageDescriptor } from "./image-features.js";
 import type { ImageLoader } from "./image-source.js";
@@ -67,19 +68,24 @@ export function createSampleFeaturizer(
       const n = samples.length;
       const features = new Float32Array(n * spec.dims);
       const flags: ScoreFlag[][] = samples.map(() => []);
-      await Promise.all(
-        samples.map(async (sample, row) => {
-          const hasImage = await imageBlock(sample, features, row, flags[row]);
-          const { questions, answers } = layoutConversation(sample);
-          const truncated = writeTextFeatures(
-            { questions, answers, imageSource: sample.image_source, hasImage },
-            spec,
-            features,
-            row,
-          );
-          if (truncated) flags[row].push("text-truncated");
-        }),
+      // Images load and decode off the main thread (fs, fetch, sharp's thread pool), all at once.
+      const hasImage = await Promise.all(
+        samples.map((sample, row) => imageBlock(sample, features, row, flags[row])),
       );
+      // Text runs on this thread: hand the event loop back whenever it has not turned for a few
+      // ms, so that featurizing never holds up heartbeats, timers or metric scrapes for long.
+      for (let row = 0; row < n; row++) {
+        if (row % 8 === 0) await yieldIfBusy();
+        const sample = samples[row];
+        const { questions, answers } = layoutConversation(sample);
+        const truncated = writeTextFeatures(
+          { questions, answers, imageSource: sample.image_source, hasImage: hasImage[row] },
+          spec,
+          features,
+          row,
+        );
+        if (truncated) flags[row].push("text-truncated");
+      }
       return { features, flags };
     },
   };

@@ -4,7 +4,7 @@ import { createSampleFeaturizer } from "./featurize-samples.js";
 import type { ImageLoader } from "./image-source.js";
 import { checkSessionMatchesManifest, loadModel, type ModelManifest } from "./model-manifest.js";
 import { createSessionPool, type ExecutionProvider } from "./onnx-session-pool.js";
-import type { SampleScore, Scorer } from "./scoring-types.js";
+import type { SampleScore, ScoreFlag, Scorer } from "./scoring-types.js";
 
 export interface OnnxScorerOptions {
   modelDir: string;
@@ -55,18 +55,19 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
   const batchSize = options.batchSize ?? 256;
   const dims = manifest.input.dims;
 
-  async function scoreChunk(samples: readonly Sample[]): Promise<SampleScore[]> {
-    const { features, flags } = await featurizer.featurize(samples);
-    const { scores, styles } = await pool.run(features, samples.length, dims);
-    return samples.map((_, i) => {
-      const styleProbabilities = styles.slice(i * NUM_STYLES, (i + 1) * NUM_STYLES);
+  function toScores(
+    out: { scores: Float32Array; styles: Float32Array },
+    flags: ScoreFlag[][],
+  ): SampleScore[] {
+    return flags.map((rowFlags, i) => {
+      const styleProbabilities = out.styles.slice(i * NUM_STYLES, (i + 1) * NUM_STYLES);
       const names: StyleName[] = [];
       for (let s = 0; s < NUM_STYLES; s++) if (styleProbabilities[s] >= thresholds[s]) names.push(STYLES[s]);
       return {
-        scores: scores.slice(i * NUM_CAPABILITIES, (i + 1) * NUM_CAPABILITIES),
+        scores: out.scores.slice(i * NUM_CAPABILITIES, (i + 1) * NUM_CAPABILITIES),
         styles: names,
         styleProbabilities,
-        flags: flags[i],
+        flags: rowFlags,
       };
     });
   }
@@ -76,11 +77,17 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     manifest,
     provider: pool.provider,
     async score(samples) {
-      const chunks: Sample[][] = [];
-      for (let k = 0; k < samples.length; k += batchSize) chunks.push(samples.slice(k, k + batchSize));
-      // every chunk is submitted at once: the pool queues them on its least busy worker
-      const results = await Promise.all(chunks.map(scoreChunk));
-      return results.flat();
+      // Featurize chunk by chunk on this thread while the workers run the chunks already
+      // featurized: with text-only input the two overlap, so throughput is set by the slower.
+      const runs: Promise<SampleScore[]>[] = [];
+      for (let k = 0; k < samples.length; k += batchSize) {
+        const chunk = samples.slice(k, k + batchSize);
+        const { features, flags } = await featurizer.featurize(chunk);
+        const run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
+        run.catch(() => {}); // awaited below; a failure must not count as unhandled meanwhile
+        runs.push(run);
+      }
+      return (await Promise.all(runs)).flat();
     },
     close: () => pool.close(),
   };

@@ -36,9 +36,33 @@ export function tokenize(text: string): string[] {
     .filter((t) => t.length > 0);
 }
 
+/** Folds one token hash into an n-gram hash (murmur3's block step): integer work, no strings. */
+function foldHash(h: number, k: number): number {
+  let x = Math.imul(k, 0xcc9e2d51);
+  x = (x << 15) | (x >>> 17);
+  x = Math.imul(x, 0x1b873593);
+  let y = h ^ x;
+  y = (y << 13) | (y >>> 19);
+  return (Math.imul(y, 5) + 0xe6546b64) | 0;
+}
+
+function finalizeHash(h: number): number {
+  let x = h ^ (h >>> 16);
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** Scratch list of the positions a bag touched, so scaling skips the zeros of a 2048-wide block. */
+let touched = new Int32Array(4096);
+
 /**
  * Adds the hashed n-gram counts of `texts` into out[start, end), then scales them to
  * log1p(count) and the block to unit L2 norm, so that long conversations do not dominate.
+ * An n-gram's hash folds its tokens' murmur3 hashes (seeded by hashSeed + n): no n-gram
+ * string is ever built.
  */
 function hashedBag(
   texts: readonly string[],
@@ -50,27 +74,37 @@ function hashedBag(
 ): void {
   const dims = end - start;
   if (dims <= 0) return;
+  let nTouched = 0;
   for (const text of texts) {
     const tokens = tokenize(text);
+    const th = new Int32Array(tokens.length);
+    for (let k = 0; k < tokens.length; k++) th[k] = murmur3(tokens[k], spec.hashSeed);
     for (const n of spec.ngrams) {
       for (let k = 0; k + n <= tokens.length; k++) {
-        const gram = n === 1 ? tokens[k] : tokens.slice(k, k + n).join(" ");
-        out[base + start + (murmur3(gram, spec.hashSeed + n) % dims)] += 1;
+        let h = spec.hashSeed + n;
+        for (let j = 0; j < n; j++) h = foldHash(h, th[k + j]);
+        const at = base + start + (finalizeHash(h ^ n) % dims);
+        if (out[at] === 0) {
+          if (nTouched === touched.length) {
+            const grown = new Int32Array(touched.length * 2);
+            grown.set(touched);
+            touched = grown;
+          }
+          touched[nTouched++] = at;
+        }
+        out[at] += 1;
       }
     }
   }
   let norm = 0;
-  for (let j = start; j < end; j++) {
-    const v = out[base + j];
-    if (v !== 0) {
-      const s = Math.log1p(v);
-      out[base + j] = s;
-      norm += s * s;
-    }
+  for (let t = 0; t < nTouched; t++) {
+    const v = Math.log1p(out[touched[t]]);
+    out[touched[t]] = v;
+    norm += v * v;
   }
   if (norm > 0) {
     const inv = 1 / Math.sqrt(norm);
-    for (let j = start; j < end; j++) out[base + j] *= inv;
+    for (let t = 0; t < nTouched; t++) out[touched[t]] *= inv;
   }
 }
 

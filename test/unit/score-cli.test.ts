@@ -6,6 +6,7 @@
 import { copyFile, cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readScoredPoolJsonl } from "../../connectors/files/scored-pool-jsonl.js";
 import { readScoredPoolParquet } from "../../connectors/parquet/scored-pool-parquet.js";
@@ -194,6 +195,55 @@ describe("mmssr score", () => {
     ]);
     expect(cuda.code).toBe(1);
     expect(cuda.stderr).toMatch(/CUDA/);
+  });
+});
+
+describe("mmssr score on Parquet samples", () => {
+  async function duckCopy(query: string): Promise<void> {
+    const duck = await DuckDBInstance.create(":memory:");
+    const conn = await duck.connect();
+    try {
+      await conn.run(query);
+    } finally {
+      conn.closeSync();
+      duck.closeSync();
+    }
+  }
+
+  it("reads samples stored one per row with list<struct> conversations", async () => {
+    const input = join(dir, "samples.parquet");
+    await duckCopy(
+      `COPY (SELECT id, image, conversations FROM read_json('${join(dir, "llava.json")}') LIMIT 3) TO '${input}' (FORMAT parquet)`,
+    );
+    const out = join(dir, "from-parquet.jsonl");
+    const r = await runCli(["score", "--in", input, "--model", MODEL, "--out", out, "--no-progress"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/scored 3 samples/);
+    expect((await lines(out)).map((x) => x.id)).toHaveLength(3);
+  });
+
+  it("takes JSON-string conversations and image bytes from a binary column; bad rows are rejected by row", async () => {
+    const input = join(dir, "inline.parquet");
+    const jpeg = join(dir, "mllm_demo_data", "1.jpg");
+    const conv = JSON.stringify([
+      { from: "human", value: "<image>\nWhat is in the picture?" },
+      { from: "gpt", value: "Two people." },
+    ]);
+    await duckCopy(`
+      COPY (
+        SELECT 'inline-1' AS id, '${conv}' AS conversations, content AS image_bytes FROM read_blob('${jpeg}')
+        UNION ALL SELECT 'broken', '[{"from":', NULL
+      ) TO '${input}' (FORMAT parquet)`);
+    const out = join(dir, "inline-scored.jsonl");
+    const r = await runCli(["score", "--in", input, "--model", MODEL, "--out", out, "--no-progress"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/scored 1 samples/);
+    const [row] = await lines(out);
+    expect(row.id).toBe("inline-1");
+    expect(row.flags).toEqual([]); // the inline image decoded
+    const rejects = await lines(`${out}.rejected.jsonl`);
+    expect(rejects[0].where).toBe(`${input}: row 2`);
+    expect(String(rejects[0].reason)).toMatch(/conversations: not valid JSON/);
   });
 });
 
