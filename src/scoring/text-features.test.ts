@@ -78,3 +78,21 @@ describe("writeTextFeatures", () => {
     expect(tokenize("Hello, 世界! x2 — ok")).toEqual(["hello", "世界", "x2", "ok"]);
   });
 });
+
+describe("the featurizer behind the committed model", () => {
+  it("is pinned: a change here needs `npm run build:model` and this hash updated together", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { createHash } = await import("node:crypto");
+    const { createSampleFeaturizer } = await import("./featurize-samples.js");
+    const { validateSample } = await import("../domain/sample.js");
+    const path = new URL("../../test/fixtures/samples/llava_instruct_20.json", import.meta.url);
+    const samples = (JSON.parse(readFileSync(path, "utf8")) as unknown[]).map((r) => {
+      const v = validateSample(r);
+      if (!v.ok) throw new Error("fixture record invalid");
+      return v.sample;
+    });
+    const { features } = await createSampleFeaturizer(spec).featurize(samples);
+    const digest = createHash("sha256").update(Buffer.from(features.buffer)).digest("hex");
+    expect(digest).toBe("973da21b99ffb7358750ccfe5691fa9b84e3236d14c6e9ab5096e42fb3a079fd");
+  });
+});
