@@ -2,6 +2,7 @@ import type { Sample } from "../domain/sample.js";
 import { NUM_CAPABILITIES, NUM_STYLES, STYLES, type StyleName } from "../domain/taxonomy.js";
 import { createSampleFeaturizer } from "./featurize-samples.js";
 import type { ImageLoader } from "./image-source.js";
+import { createMicroBatcher, type MicroBatcher } from "./micro-batcher.js";
 import { checkSessionMatchesManifest, loadModel, type ModelManifest } from "./model-manifest.js";
 import { createSessionPool, type ExecutionProvider } from "./onnx-session-pool.js";
 import type { SampleScore, ScoreFlag, Scorer } from "./scoring-types.js";
@@ -17,12 +18,19 @@ export interface OnnxScorerOptions {
   imageLoader?: ImageLoader;
   /** rows per session run (default 256, the measured sweet spot in BENCHMARKS.md) */
   batchSize?: number;
+  /** scoreOne: longest wait for a batch to fill before it runs anyway (default 10 ms) */
+  maxWaitMs?: number;
   logger?: (msg: string) => void;
 }
 
 export interface OnnxScorer extends Scorer {
   readonly manifest: ModelManifest;
   readonly provider: ExecutionProvider;
+  /**
+   * Scores one sample, batched with others submitted around the same time: a batch runs when it
+   * holds batchSize samples or maxWaitMs after its first, whichever comes first (for streams).
+   */
+  scoreOne(sample: Sample): Promise<SampleScore>;
 }
 
 /**
@@ -72,7 +80,8 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     });
   }
 
-  return {
+  let batcher: MicroBatcher<Sample, SampleScore> | undefined;
+  const scorer: OnnxScorer = {
     id: `${manifest.id}@${manifest.version}`,
     manifest,
     provider: pool.provider,
@@ -89,6 +98,18 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
       }
       return (await Promise.all(runs)).flat();
     },
-    close: () => pool.close(),
+    scoreOne(sample) {
+      batcher ??= createMicroBatcher({
+        maxBatch: batchSize,
+        maxWaitMs: options.maxWaitMs ?? 10,
+        process: (samples) => scorer.score(samples),
+      });
+      return batcher.submit(sample);
+    },
+    async close() {
+      await batcher?.close();
+      await pool.close();
+    },
   };
+  return scorer;
 }
