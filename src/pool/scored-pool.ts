@@ -7,6 +7,7 @@ import {
   styleIndex,
   UNKNOWN_SOURCE,
 } from "../domain/taxonomy.js";
+import { fmix32 } from "../util/hash32.js";
 
 /**
  * A scored pool held column by column: one Float64Array per capability (NaN = missing),
@@ -165,12 +166,7 @@ class IdIndex {
 export function hashId(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h);
 }
 
 /** Appends validated rows into growing typed columns. */

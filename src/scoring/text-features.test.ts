@@ -1,7 +1,7 @@
 /** Golden and property tests of the text half of the mmssr-hashed/v1 featurizer. */
 import { describe, expect, it } from "vitest";
+import { murmur3 } from "../util/hash32.js";
 import { DEFAULT_FEATURE_SPEC } from "./featurize-samples.js";
-import { murmur3 } from "./hash32.js";
 import { FORM_FEATURES_USED, featureLayout, tokenize, writeTextFeatures } from "./text-features.js";
 
 const spec = DEFAULT_FEATURE_SPEC;

@@ -1,4 +1,4 @@
-import { murmur3 } from "./hash32.js";
+import { fmix32, mixBlock, murmur3 } from "../util/hash32.js";
 import type { FeatureSpec } from "./scoring-types.js";
 
 /**
@@ -36,33 +36,14 @@ export function tokenize(text: string): string[] {
     .filter((t) => t.length > 0);
 }
 
-/** Folds one token hash into an n-gram hash (murmur3's block step): integer work, no strings. */
-function foldHash(h: number, k: number): number {
-  let x = Math.imul(k, 0xcc9e2d51);
-  x = (x << 15) | (x >>> 17);
-  x = Math.imul(x, 0x1b873593);
-  let y = h ^ x;
-  y = (y << 13) | (y >>> 19);
-  return (Math.imul(y, 5) + 0xe6546b64) | 0;
-}
-
-function finalizeHash(h: number): number {
-  let x = h ^ (h >>> 16);
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
 /** Scratch list of the positions a bag touched, so scaling skips the zeros of a 2048-wide block. */
 let touched = new Int32Array(4096);
 
 /**
  * Adds the hashed n-gram counts of `texts` into out[start, end), then scales them to
  * log1p(count) and the block to unit L2 norm, so that long conversations do not dominate.
- * An n-gram's hash folds its tokens' murmur3 hashes (seeded by hashSeed + n): no n-gram
- * string is ever built.
+ * An n-gram's hash folds its tokens' murmur3 hashes with murmur3's block step (seeded by
+ * hashSeed + n): no n-gram string is ever built.
  */
 function hashedBag(
   texts: readonly string[],
@@ -82,8 +63,8 @@ function hashedBag(
     for (const n of spec.ngrams) {
       for (let k = 0; k + n <= tokens.length; k++) {
         let h = spec.hashSeed + n;
-        for (let j = 0; j < n; j++) h = foldHash(h, th[k + j]);
-        const at = base + start + (finalizeHash(h ^ n) % dims);
+        for (let j = 0; j < n; j++) h = mixBlock(h, th[k + j]);
+        const at = base + start + (fmix32(h ^ n) % dims);
         if (out[at] === 0) {
           if (nTouched === touched.length) {
             const grown = new Int32Array(touched.length * 2);

@@ -1,22 +1,36 @@
 /**
- * MurmurHash3 (x86, 32-bit) of a string's UTF-16 code units. Feature hashing needs a hash
- * that is fast, well mixed and frozen: a model's weights are indexed by it, so changing it
- * invalidates every trained model (the manifest names the featurizer kind for that reason).
+ * MurmurHash3 (x86, 32-bit) pieces. Feature hashing needs a hash that is fast, well mixed and
+ * frozen: a model's weights are indexed by it, so changing it invalidates every trained model
+ * (the manifest names the featurizer kind for that reason; a test pins the output).
  */
+
+/** One 32-bit block folded into the running hash (murmur3's body step). */
+export function mixBlock(h: number, block: number): number {
+  let k = Math.imul(block, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  let x = h ^ k;
+  x = (x << 13) | (x >>> 19);
+  return (Math.imul(x, 5) + 0xe6546b64) | 0;
+}
+
+/** murmur3's finalizer: spreads every input bit over the output (unsigned). */
+export function fmix32(h: number): number {
+  let x = h ^ (h >>> 16);
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** MurmurHash3 of a string's UTF-16 code units, two code units per 32-bit block. */
 export function murmur3(text: string, seed = 0): number {
   let h = seed >>> 0;
   const n = text.length;
   let i = 0;
-  // two UTF-16 code units per 32-bit block
-  for (; i + 1 < n; i += 2) {
-    let k = (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
+  for (; i + 1 < n; i += 2)
+    h = mixBlock(h, (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16));
   if (i < n) {
     let k = text.charCodeAt(i) & 0xffff;
     k = Math.imul(k, 0xcc9e2d51);
@@ -24,11 +38,5 @@ export function murmur3(text: string, seed = 0): number {
     k = Math.imul(k, 0x1b873593);
     h ^= k;
   }
-  h ^= n * 2;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h ^ (n * 2));
 }

@@ -48,7 +48,7 @@ export function registerScoreCommand(program: Command): void {
     .description("score samples with an ONNX model: 14 capability scores and styles, one forward pass each")
     .requiredOption(
       "--in <file>",
-      "samples: .jsonl (one per line) or .json (an array; LLaVA or messages/images form)",
+      "samples: .jsonl (one per line), .json (an array; LLaVA or messages/images form) or .parquet (one per row)",
     )
     .requiredOption("--out <file>", "scored pool: .jsonl or .parquet (interchange format + model, flags)")
     .option("--model <dir>", "model folder (manifest.json + ONNX)", "models/mmssr-lite")
