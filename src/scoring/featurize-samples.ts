@@ -23,6 +23,9 @@ export interface SampleFeaturizerOptions {
   imageLoader?: ImageLoader;
 }
 
+/** Images in flight per featurize call: enough to keep sharp's 4 threads and the disk busy. */
+const IMAGE_WINDOW = 16;
+
 export function createSampleFeaturizer(
   spec: FeatureSpec,
   options: SampleFeaturizerOptions = {},
@@ -68,10 +71,18 @@ export function createSampleFeaturizer(
       const n = samples.length;
       const features = new Float32Array(n * spec.dims);
       const flags: ScoreFlag[][] = samples.map(() => []);
-      // Images load and decode off the main thread (fs, fetch, sharp's thread pool), all at once.
-      const hasImage = await Promise.all(
-        samples.map((sample, row) => imageBlock(sample, features, row, flags[row])),
-      );
+      // Images load and decode off the main thread (fs, fetch, sharp's thread pool), a window at a
+      // time: a thousand completions landing in one loop turn would run their descriptor code
+      // back to back and hold the loop for hundreds of ms (measured at batch 1024).
+      const hasImage: boolean[] = new Array(n).fill(false);
+      for (let w = 0; w < n; w += IMAGE_WINDOW) {
+        await yieldIfBusy();
+        const end = Math.min(n, w + IMAGE_WINDOW);
+        const done = await Promise.all(
+          samples.slice(w, end).map((sample, k) => imageBlock(sample, features, w + k, flags[w + k])),
+        );
+        for (let k = 0; k < done.length; k++) hasImage[w + k] = done[k];
+      }
       // Text runs on this thread: hand the event loop back whenever it has not turned for a few
       // ms, so that featurizing never holds up heartbeats, timers or metric scrapes for long.
       for (let row = 0; row < n; row++) {
