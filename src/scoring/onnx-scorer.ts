@@ -70,7 +70,14 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     return flags.map((rowFlags, i) => {
       const styleProbabilities = out.styles.slice(i * NUM_STYLES, (i + 1) * NUM_STYLES);
       const names: StyleName[] = [];
-      for (let s = 0; s < NUM_STYLES; s++) if (styleProbabilities[s] >= thresholds[s]) names.push(STYLES[s]);
+      let best = 0;
+      for (let s = 0; s < NUM_STYLES; s++) {
+        if (styleProbabilities[s] >= thresholds[s]) names.push(STYLES[s]);
+        if (styleProbabilities[s] > styleProbabilities[best]) best = s;
+      }
+      // Every answered sample has some interaction form (the teachers tag at least one), and a
+      // style-less sample can never be selected: fall back to the most probable style.
+      if (names.length === 0) names.push(STYLES[best]);
       return {
         scores: out.scores.slice(i * NUM_CAPABILITIES, (i + 1) * NUM_CAPABILITIES),
         styles: names,

@@ -84,6 +84,24 @@ describe("mmssr score", () => {
     expect(flags.some((f) => f.includes("image"))).toBe(false);
   });
 
+  it("--image-source names the source of records that have none", async () => {
+    const out = join(dir, "sourced.jsonl");
+    const r = await runCli([
+      "score",
+      "--in",
+      join(dir, "llava.json"),
+      "--image-source",
+      "coco",
+      "--out",
+      out,
+      "--no-progress",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = await lines(out);
+    expect(new Set(rows.map((x) => x.image_source))).toEqual(new Set(["coco"]));
+    for (const row of rows) expect((row.styles as string[]).length).toBeGreaterThan(0);
+  });
+
   it("resumes after a torn write: nothing scored twice, nothing lost", async () => {
     const out = join(dir, "resume.jsonl");
     await runCli(["score", "--in", join(dir, "llava.json"), "--model", MODEL, "--out", out, "--no-progress"]);

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { type FileHandle, open, readFile, rm, truncate } from "node:fs/promises";
-import { dirname, extname, resolve } from "node:path";
+import { dirname, extname, join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import {
@@ -15,11 +15,12 @@ import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { createImageLoader } from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SampleScore, ScoreFlag } from "../../scoring/scoring-types.js";
+import { packageRoot } from "../../util/package-root.js";
 import { parseIntegerFlag, usageError } from "../cli-errors.js";
 
 interface ScoreFlags {
   in: string;
-  model: string;
+  model?: string;
   out: string;
   batch: string;
   workers: string;
@@ -32,6 +33,7 @@ interface ScoreFlags {
   rejects?: string;
   progress: boolean;
   missingId: string;
+  imageSource?: string;
 }
 
 /** Image flags that mean "the sample named an image we could not use" (not "it named none"). */
@@ -51,7 +53,7 @@ export function registerScoreCommand(program: Command): void {
       "samples: .jsonl (one per line), .json (an array; LLaVA or messages/images form) or .parquet (one per row)",
     )
     .requiredOption("--out <file>", "scored pool: .jsonl or .parquet (interchange format + model, flags)")
-    .option("--model <dir>", "model folder (manifest.json + ONNX)", "models/mmssr-lite")
+    .option("--model <dir>", "model folder (manifest.json + ONNX); default: the bundled mmssr-lite")
     .option("--batch <n>", "samples per inference batch", "256")
     .option("--workers <n>", "inference worker threads", "1")
     .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
@@ -73,6 +75,7 @@ export function registerScoreCommand(program: Command): void {
       "a record without id: content-hash (id = sha256 of its content) or reject",
       "content-hash",
     )
+    .option("--image-source <name>", "image_source for records that name none (default: unknown)")
     .option("--no-progress", "no progress bar")
     .action(async (flags: ScoreFlags) => {
       await runScore(flags);
@@ -137,7 +140,7 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
     ? createImageLoader({ baseDir: flags.imageBase ?? dirname(resolve(flags.in)) })
     : undefined;
   const scorer = await createOnnxScorer({
-    modelDir: flags.model,
+    modelDir: flags.model ?? join(packageRoot(), "models", "mmssr-lite"),
     workers,
     intraOpThreads: threads,
     executionProvider: flags.ep,
@@ -206,9 +209,11 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
         tick(1);
         continue;
       }
-      const v = validateSample(rec.value, {
-        missingId: flags.missingId === "reject" ? "error" : "content-hash",
-      });
+      const raw =
+        flags.imageSource && isRecord(rec.value) && rec.value.image_source == null
+          ? { ...rec.value, image_source: flags.imageSource }
+          : rec.value;
+      const v = validateSample(raw, { missingId: flags.missingId === "reject" ? "error" : "content-hash" });
       if (!v.ok) {
         await reject(rec.where, formatSampleErrors(v.errors), rec.value);
         tick(1);
@@ -254,4 +259,8 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       `(${(counts.scored / Math.max(secs, 1e-3)).toFixed(0)}/s); already in the output: ${counts.resumed}; ` +
       `rejected: ${counts.rejected}${counts.rejected > 0 ? ` (see ${rejectsPath})` : ""}\nflags: ${flagText}\n-> ${flags.out}\n`,
   );
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
