@@ -97,7 +97,9 @@ export async function fitModel(
     const keep = holdRows.map((r, i) => (ids.has(r.sample.id) ? i : -1)).filter((i) => i >= 0);
     const pick = (m: Float32Array, w: number) => {
       const out = new Float32Array(keep.length * w);
-      keep.forEach((i, k) => out.set(m.subarray(i * w, (i + 1) * w), k * w));
+      keep.forEach((i, k) => {
+        out.set(m.subarray(i * w, (i + 1) * w), k * w);
+      });
       return out;
     };
     return {
