@@ -9,7 +9,7 @@ import { assertReadable } from "./scored-pool-jsonl.js";
 /** One record of a samples file: its parsed JSON, or why it could not be parsed. */
 export type SampleRecord =
   | { where: string; ordinal: number; value: unknown }
-  | { where: string; ordinal: number; error: string };
+  | { where: string; ordinal: number; error: string; raw?: string };
 
 export type SampleFileFormat = "jsonl" | "json" | "parquet";
 
@@ -64,7 +64,7 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
     try {
       yield { where, ordinal: ordinal++, value: JSON.parse(line) };
     } catch (err) {
-      yield { where, ordinal: ordinal++, error: `invalid JSON: ${(err as Error).message}` };
+      yield { where, ordinal: ordinal++, error: `invalid JSON: ${(err as Error).message}`, raw: line };
     }
   }
 }

@@ -3,6 +3,7 @@ import { ERROR_CODES, isUserError, MmssrError } from "../domain/errors.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
+import { registerProduceCommand } from "./commands/produce-command.js";
 import { registerScoreCommand } from "./commands/score-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerSelectCommand(program);
   registerScoreCommand(program);
   registerFitCommand(program);
+  registerProduceCommand(program);
   registerGenPoolCommand(program);
   for (const cmd of program.commands)
     cmd.exitOverride().configureOutput({

@@ -1,0 +1,42 @@
+import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from "kafkajs";
+
+/**
+ * Connection options shared by every Kafka component (source, dead letters, produce). SSL and
+ * SASL pass straight through to kafkajs; kafkajs stays behind this module and the Source
+ * interface, so @confluentinc/kafka-javascript could take its place.
+ */
+export interface KafkaConnectionOptions {
+  brokers: string[];
+  clientId?: string;
+  ssl?: KafkaConfig["ssl"];
+  sasl?: SASLOptions;
+  /** kafkajs log level: error (default), warn, info, debug */
+  logLevel?: "nothing" | "error" | "warn" | "info" | "debug";
+}
+
+const LEVELS = {
+  nothing: logLevel.NOTHING,
+  error: logLevel.ERROR,
+  warn: logLevel.WARN,
+  info: logLevel.INFO,
+  debug: logLevel.DEBUG,
+} as const;
+
+export function createKafka(options: KafkaConnectionOptions): Kafka {
+  return new Kafka({
+    clientId: options.clientId ?? "mmssr",
+    brokers: options.brokers,
+    ssl: options.ssl,
+    sasl: options.sasl,
+    logLevel: LEVELS[options.logLevel ?? "error"],
+    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+  });
+}
+
+/** "host:port,host:port" -> list, rejecting empty entries. */
+export function parseBrokers(raw: string): string[] {
+  return raw
+    .split(",")
+    .map((b) => b.trim())
+    .filter((b) => b.length > 0);
+}
