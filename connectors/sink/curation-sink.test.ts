@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
@@ -461,6 +461,46 @@ describe("curation sink: crashes", () => {
     const r = (await sink.reconcile(new Map([["t:0", "0"]]))).get("t:0");
     expect(r?.resumeFrom).toBe("0"); // redo them
     await sink.write(range("t", 0, 0, 5));
+    await sink.close();
+    expect(await allScoredOffsets()).toHaveLength(6);
+  });
+
+  it("adopts a selected file whose manifest line was cut right after its scored line", async () => {
+    {
+      const sink = await open();
+      await sink.write(range("t", 0, 0, 5));
+      await sink.close();
+    }
+    const text = await readFile(join(dir, MANIFEST_NAME), "utf8");
+    await writeFile(join(dir, MANIFEST_NAME), `${text.split("\n")[0]}\n`);
+    const sink = await open();
+    expect(sink.recovery.adopted).toEqual(["selected/selected-t-p0-0-5-000001.parquet"]);
+    expect(sink.recovery.incomplete).toEqual([]);
+    const r = (await sink.reconcile(new Map([["t:0", "0"]]))).get("t:0");
+    expect(r?.resumeFrom).toBe("6");
+    await sink.close();
+  });
+
+  it("a failed publish takes back its scored file and keeps the rows pending for the next try", async () => {
+    const ledger = new OffsetLedger();
+    const sink = await open({ ledger });
+    const ds = range("t", 0, 0, 5);
+    for (const d of ds) ledger.track(d.record.origin);
+    await sink.write(ds);
+    await rm(join(dir, "selected"), { recursive: true }); // the selected file cannot be written
+    const err = await sink.flush().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(await readdir(join(dir, "scored"))).toEqual([]);
+    expect(sink.stats().pendingRows).toBe(6);
+    expect(ledger.committable().get("t:0")).toBe("0");
+    expect((await readManifest(dir)).entries).toEqual([]);
+    await mkdir(join(dir, "selected"));
+    const files = await sink.flush();
+    expect(names(files)).toEqual([
+      "scored/scored-t-p0-0-5-000001.parquet",
+      "selected/selected-t-p0-0-5-000001.parquet",
+    ]);
+    expect(ledger.committable().get("t:0")).toBe("6");
     await sink.close();
     expect(await allScoredOffsets()).toHaveLength(6);
   });

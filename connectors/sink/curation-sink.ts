@@ -313,16 +313,20 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
       // Gather synchronously (order of calls = order of rows), publish in the serial chain.
       const ready: Pending[] = [];
       const alreadyOut: Origin[] = [];
+      const alien =
+        options.modelId === undefined
+          ? undefined
+          : decisions.find((d) => d.record.modelId !== options.modelId);
+      if (alien)
+        return Promise.reject(
+          new MmssrError(
+            ERROR_CODES.INTERNAL,
+            `decision scored by ${alien.record.modelId}, sink expects ${options.modelId}`,
+          ),
+        );
       for (const d of decisions) {
         const origin = d.record.origin;
         const key = partitionKey(origin.topic, origin.partition);
-        if (options.modelId !== undefined && d.record.modelId !== options.modelId)
-          return Promise.reject(
-            new MmssrError(
-              ERROR_CODES.INTERNAL,
-              `decision scored by ${d.record.modelId}, sink expects ${options.modelId}`,
-            ),
-          );
         if (published.get(key)?.has(BigInt(origin.offset))) {
           stats.duplicatesDropped++;
           alreadyOut.push(origin);

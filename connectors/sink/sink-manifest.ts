@@ -247,6 +247,7 @@ export class ManifestWriter {
     try {
       const fh = await open(path, "a+");
       const { size } = await fh.stat();
+      if (size === 0) await syncDir(dir); // a new manifest: make its name durable
       if (size > validBytes) {
         await fh.truncate(validBytes);
         await fh.sync();
@@ -274,6 +275,19 @@ export class ManifestWriter {
 
   async close(): Promise<void> {
     await this.fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const dh = await open(dir, "r");
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  } catch {
+    /* not every filesystem fsyncs a directory */
   }
 }
 
@@ -425,9 +439,13 @@ export async function recoverSinkDir(dir: string): Promise<RecoveryReport> {
       } else if (selected) {
         const spath = join(dir, "selected", fileName(selected));
         const rows = (await readFileOffsets(spath)).length;
-        adoptedEntries.push(entryOf(selected, rows, rows, await fileSize(spath)));
+        // its scored half may be recorded already (an append cut right after the first line)
+        const scoredHalf = entries.find(
+          (e) => e.kind === "scored" && e.file === `scored/${fileName({ ...selected, kind: "scored" })}`,
+        );
+        adoptedEntries.push(entryOf(selected, rows, scoredHalf?.rows ?? rows, await fileSize(spath)));
         report.adopted.push(`selected/${fileName(selected)}`);
-        report.incomplete.push(`selected/${fileName(selected)}`);
+        if (!scoredHalf) report.incomplete.push(`selected/${fileName(selected)}`);
       }
     }
     await writer.append(adoptedEntries);
