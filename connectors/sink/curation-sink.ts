@@ -104,6 +104,8 @@ export interface CurationSink {
   stats(): SinkStats;
   /** Flushes, stops the timer, closes the manifest. */
   close(): Promise<void>;
+  /** Stops without publishing what is pending (as a crash would: those records are re-read). */
+  abort(): Promise<void>;
 }
 
 interface Pending {
@@ -165,11 +167,11 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
   };
 
   const publish = async (group: Pending): Promise<PublishedFile[]> => {
-    const decisions = group.decisions.slice().sort((a, b) => {
-      const x = BigInt(a.record.origin.offset);
-      const y = BigInt(b.record.origin.offset);
-      return x < y ? -1 : x > y ? 1 : 0;
-    });
+    // rows in offset order (one BigInt per row, not per comparison)
+    const decisions = group.decisions
+      .map((d) => ({ d, o: BigInt(d.record.origin.offset) }))
+      .sort((a, b) => (a.o < b.o ? -1 : a.o > b.o ? 1 : 0))
+      .map((x) => x.d);
     const firstOffset = decisions[0].record.origin.offset;
     const lastOffset = decisions[decisions.length - 1].record.origin.offset;
     const mySeq = ++seq;
@@ -388,6 +390,16 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
 
     stats() {
       return { ...stats, publishedRows: { ...stats.publishedRows } };
+    },
+
+    async abort() {
+      if (closed) return;
+      closed = true;
+      if (timer) clearInterval(timer);
+      pending.clear();
+      stats.pendingRows = 0;
+      await chain;
+      await manifest.close();
     },
 
     async close() {
