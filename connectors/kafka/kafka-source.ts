@@ -18,6 +18,12 @@ export interface Source {
   resume(): void;
   /** partitions taken away by a rebalance: their undecided records will be read again by their new owner */
   readonly revoked$: Observable<{ topic: string; partition: number }[]>;
+  /**
+   * Stops handing out records and completes records$, but stays connected so that the graph
+   * can drain and commit; records fetched after this are not handed out (read again next run).
+   */
+  end(): void;
+  /** disconnects (after end) */
   stop(): Promise<void>;
 }
 
@@ -50,6 +56,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
   const records = new Subject<RawRecord>();
   const revoked = new Subject<{ topic: string; partition: number }[]>();
   let assigned = new Set<number>();
+  let ended = false;
 
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     const now = new Set<number>(e.payload.memberAssignment[options.topic] ?? []);
@@ -68,7 +75,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
       let lastBeat = Date.now();
       for (const m of batch.messages) {
-        if (!isRunning() || isStale()) break;
+        if (ended || !isRunning() || isStale()) break;
         records.next({
           origin: { topic: batch.topic, partition: batch.partition, offset: m.offset },
           key: m.key ? m.key.toString("utf8") : null,
@@ -87,6 +94,12 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
 
   let stopped = false;
   return {
+    end() {
+      if (ended) return;
+      ended = true;
+      consumer.pause([{ topic: options.topic }]);
+      records.complete();
+    },
     records$: records.asObservable(),
     revoked$: revoked.asObservable(),
     async commit(offsets) {
@@ -105,6 +118,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
     async stop() {
       if (stopped) return;
       stopped = true;
+      ended = true;
       await consumer.disconnect();
       records.complete();
       revoked.complete();

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { ERROR_CODES, isUserError, MmssrError } from "../domain/errors.js";
+import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerScoreCommand(program);
   registerFitCommand(program);
   registerProduceCommand(program);
+  registerCurateCommand(program);
   registerGenPoolCommand(program);
   for (const cmd of program.commands)
     cmd.exitOverride().configureOutput({

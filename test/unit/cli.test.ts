@@ -417,16 +417,32 @@ describe("mmssr select: bad rows exit 2 with line numbers", () => {
 });
 
 describe("mmssr demo", () => {
-  it("selects 30% of the bundled 3000-row pool into <out-dir>/selected.parquet", async () => {
+  it("runs the bundled samples through the whole graph: every record decided once, bad ones dead-lettered", async () => {
     const outDir = join(dir, "demo");
-    const res = await runCli(["demo", "--out-dir", outDir]);
-    expect(res.stderr).toBe("");
-    expect(res.code).toBe(0);
-    const path = join(outDir, "selected.parquet");
-    const [count] = await sql(`SELECT count(*) AS n, count(DISTINCT id) AS ids FROM ${lit(path)}`);
-    expect(Number(count.n)).toBe(900);
-    expect(Number(count.ids)).toBe(900);
-    expect(res.stdout).toContain("selected 900 of 3000 rows");
-    expect(await readdir(outDir)).toEqual(["selected.parquet"]);
+    const res = await runCli(["demo", "--out-dir", outDir, "--synthetic", "1500", "--window-size", "500"]);
+    expect(res.code, res.stderr).toBe(0);
+    // 26 bundled real records + 1500 synthetic + 2 malformed lines
+    expect(res.stdout).toMatch(
+      /read 1528 records: 1526 scored with mmssr-lite@1\.0\.0 in 4 window\(s\), (\d+) selected, 2 dead-lettered/,
+    );
+    const selectedCount = Number(/(\d+) selected/.exec(res.stdout)?.[1]);
+    const curated = join(outDir, "curated");
+    const [scored] = await sql(
+      `SELECT count(*) AS n, count(DISTINCT origin_offset) AS offsets FROM read_parquet(${lit(join(curated, "scored", "*.parquet"))})`,
+    );
+    expect(Number(scored.n)).toBe(1526);
+    expect(Number(scored.offsets)).toBe(1526);
+    const [selected] = await sql(
+      `SELECT count(*) AS n, count(DISTINCT id) AS ids FROM read_parquet(${lit(join(curated, "selected", "*.parquet"))})`,
+    );
+    expect(Number(selected.n)).toBe(selectedCount);
+    expect(Number(selected.ids)).toBe(selectedCount);
+    // 30% of each window: floor(0.3 * 500) x 3 windows + floor(0.3 * 26)
+    expect(selectedCount).toBe(3 * 150 + 7);
+    const letters = (await readFile(join(curated, "dead-letters.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(letters.map((l) => l.code).sort()).toEqual(["invalid-json", "invalid-sample"]);
   });
 });

@@ -1,30 +1,59 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import type { Command } from "commander";
+import { syntheticSamples } from "../../../models/synthetic-samples.js";
 import { packageRoot } from "../../util/package-root.js";
-import { parseNumberFlag } from "../cli-errors.js";
-import { runSelect } from "./select-command.js";
+import { parseIntegerFlag, parseNumberFlag } from "../cli-errors.js";
+import { formatCurateStats, runCurate } from "./curate-command.js";
 
-/** The bundled scored pool: 3,000 rows from `mmssr gen-pool --n 3000 --seed 2026` (generated, not real data). */
+/** The bundled real records (src/demo/README.md says where they come from and their licences). */
+export const DEMO_SAMPLES = join("src", "demo", "demo-samples.jsonl");
+/** A generated scored pool for `mmssr select` examples. */
 export const DEMO_POOL = join("src", "demo", "demo-pool.jsonl");
 
 export function registerDemoCommand(program: Command): void {
   program
     .command("demo")
-    .description("run the main job on the embedded default: select 30% of the bundled scored pool")
-    .option("--out-dir <dir>", "where the result goes", "out/demo")
-    .option("--ratio <r>", "share to select", "0.3")
-    .action(async (flags: { outDir: string; ratio: string }) => {
+    .description(
+      "the main job on the embedded default: curate bundled samples through the full graph (file source)",
+    )
+    .option("--out-dir <dir>", "where the result goes (replaced on each run)", "out/demo")
+    .option("--ratio <r>", "share of each window to select", "0.3")
+    .option("--synthetic <n>", "synthetic samples added for volume", "3000")
+    .option("--window-size <n>", "samples per window", "1000")
+    .action(async (flags: { outDir: string; ratio: string; synthetic: string; windowSize: string }) => {
+      const root = packageRoot();
       const outDir = resolve(flags.outDir);
+      await rm(outDir, { recursive: true, force: true });
       await mkdir(outDir, { recursive: true });
-      const scores = join(packageRoot(), DEMO_POOL);
-      const out = join(outDir, "selected.parquet");
-      process.stdout.write(
-        `mmssr demo: offline mmSSR selection over the bundled pool ${relative(process.cwd(), scores)}\n`,
+      // Input: the bundled real records, synthetic volume, and two malformed lines that must end
+      // up dead-lettered with their reasons rather than lost.
+      const real = (await readFile(join(root, DEMO_SAMPLES), "utf8")).trimEnd().split("\n");
+      const synthetic = syntheticSamples(parseIntegerFlag("--synthetic", flags.synthetic), 2026).map((s) =>
+        JSON.stringify(s),
       );
-      await runSelect({ scores, out, ratio: parseNumberFlag("--ratio", flags.ratio) });
+      const broken = ["{ this is not JSON", JSON.stringify({ id: "no-conversation", conversations: [] })];
+      const input = join(outDir, "input.jsonl");
+      const lines = [...real, ...synthetic];
+      lines.splice(Math.min(100, lines.length), 0, broken[0]);
+      lines.splice(Math.min(200, lines.length), 0, broken[1]);
+      await writeFile(input, `${lines.join("\n")}\n`);
       process.stdout.write(
-        `\nselected rows (with picked_by and bucket): ${relative(process.cwd(), out) || out}\n`,
+        `mmssr demo: ${real.length} bundled real records + ${synthetic.length} synthetic + 2 malformed -> ${relative(process.cwd(), input)}\n` +
+          "graph: file source -> parse/validate (bad -> dead letters) -> windows -> mmssr-lite (worker threads) -> window selection -> Parquet sink\n",
+      );
+      const stats = await runCurate({
+        source: { kind: "file", path: input },
+        out: join(outDir, "curated"),
+        select: { ratio: parseNumberFlag("--ratio", flags.ratio) },
+        windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
+        windowMs: 60_000,
+        imageBase: join(root, "src", "demo"),
+        log: () => {},
+      });
+      process.stdout.write(`${formatCurateStats(stats)}\n`);
+      process.stdout.write(
+        `dead letters (with reasons): ${relative(process.cwd(), join(outDir, "curated", "dead-letters.jsonl"))}\n`,
       );
     });
 }

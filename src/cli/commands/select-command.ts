@@ -34,7 +34,10 @@ const FLAG_OF_OPTION: Record<string, string> = {
   styleWeights: "--style-weights",
 };
 
-export function parseSelectFlags(flags: SelectFlags): SelectOptions {
+/** The selection options of a command's flags, checked (flags named in errors) before any file is read. */
+export function parseSelectFlags(
+  flags: Pick<SelectFlags, "ratio" | "budget" | "caps" | "thr" | "capWeights" | "styleWeights">,
+): SelectOptions {
   const options: SelectOptions = {};
   if (flags.ratio !== undefined) options.ratio = parseNumberFlag("--ratio", flags.ratio);
   if (flags.budget !== undefined) options.budget = parseIntegerFlag("--budget", flags.budget);
@@ -58,8 +61,6 @@ export function parseSelectFlags(flags: SelectFlags): SelectOptions {
     }
     throw err;
   }
-  poolFormatOf(flags.scores);
-  poolFormatOf(flags.out);
   return options;
 }
 
@@ -85,6 +86,8 @@ export function registerSelectCommand(program: Command): void {
     .option("--summary-json <file>", "also write the full summary (every bucket) as JSON")
     .action(async (flags: SelectFlags) => {
       const options = parseSelectFlags(flags);
+      poolFormatOf(flags.scores);
+      poolFormatOf(flags.out);
       await runSelect({ scores: flags.scores, out: flags.out, summaryJson: flags.summaryJson, ...options });
     });
 }

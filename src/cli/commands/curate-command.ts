@@ -1,0 +1,184 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file.js";
+import { createFileSource } from "../../../connectors/files/file-source.js";
+import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
+import { createDeadLetterTopic } from "../../../connectors/kafka/dead-letter-topic.js";
+import { createKafka, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import { createKafkaSource, type Source } from "../../../connectors/kafka/kafka-source.js";
+import { createCurationSink } from "../../../connectors/sink/curation-sink.js";
+import { createImageLoader } from "../../scoring/image-source.js";
+import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
+import type { SelectOptions } from "../../selection/select-options.js";
+import { type CurationStats, runCurationGraph } from "../../stream/curation-graph.js";
+import { OffsetLedger } from "../../stream/offset-ledger.js";
+import { selectEachWindow } from "../../stream/window-selection.js";
+import { packageRoot } from "../../util/package-root.js";
+import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
+import { parseSelectFlags } from "./select-command.js";
+
+export interface CurateRun {
+  /** a Kafka topic, or a samples file (file source: the demo, batch backfills) */
+  source:
+    | { kind: "kafka"; brokers: string[]; topic: string; group: string; dlqTopic?: string }
+    | { kind: "file"; path: string };
+  out: string;
+  select: SelectOptions;
+  windowSize: number;
+  windowMs: number;
+  model?: string;
+  workers?: number;
+  idleMs?: number;
+  imageBase?: string;
+  rotateRows?: number;
+  rotateMs?: number;
+  log?: (line: string) => void;
+}
+
+/** Wires source, scorer, selector, sink and ledger into the curation graph and runs it. */
+export async function runCurate(run: CurateRun): Promise<CurationStats & { out: string; modelId: string }> {
+  const log = run.log ?? ((line: string) => process.stderr.write(`mmssr curate: ${line}\n`));
+  await mkdir(run.out, { recursive: true });
+  const ledger = new OffsetLedger();
+  const sink = await createCurationSink({
+    dir: run.out,
+    ledger,
+    rotateRows: run.rotateRows,
+    rotateMs: run.rotateMs,
+  });
+  let source: Source;
+  let deadLetters: DeadLetterSink;
+  if (run.source.kind === "kafka") {
+    const { brokers, topic, group } = run.source;
+    // Reconcile published files with the group's committed offsets before reading: a crash
+    // between publish and commit must neither lose nor duplicate.
+    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin" }).admin();
+    await admin.connect();
+    try {
+      const fetched = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      const committed = new Map<string, string>();
+      for (const p of fetched[0]?.partitions ?? [])
+        if (Number(p.offset) >= 0) committed.set(`${topic}:${p.partition}`, p.offset);
+      const resume = await sink.reconcile(committed);
+      const moves = [...resume.values()].filter(
+        (r) => r.resumeFrom !== undefined && r.resumeFrom !== r.committed,
+      );
+      if (moves.length > 0) {
+        await admin.setOffsets({
+          groupId: group,
+          topic,
+          partitions: moves.map((r) => ({ partition: r.partition, offset: r.resumeFrom as string })),
+        });
+        log(
+          `resumed past published files: ${moves.map((r) => `p${r.partition}@${r.resumeFrom}`).join(", ")}`,
+        );
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    source = await createKafkaSource({ brokers, topic, groupId: group });
+    deadLetters = await createDeadLetterTopic({ brokers, topic: run.source.dlqTopic ?? `${topic}.dlq` });
+  } else {
+    await sink.reconcile(new Map());
+    source = createFileSource(run.source.path);
+    deadLetters = createDeadLetterFile(join(run.out, "dead-letters.jsonl"));
+  }
+  const imageLoader = createImageLoader({ baseDir: run.imageBase ?? process.cwd() });
+  const scorer = await createOnnxScorer({
+    modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
+    workers: run.workers ?? 1,
+    imageLoader,
+    logger: log,
+  });
+  try {
+    const stats = await runCurationGraph({
+      source,
+      scorer,
+      sink,
+      ledger,
+      deadLetters,
+      select: selectEachWindow(run.select),
+      windowSize: run.windowSize,
+      windowMs: run.windowMs,
+      idleMs: run.idleMs,
+      log,
+    });
+    return { ...stats, out: run.out, modelId: scorer.id };
+  } finally {
+    await sink.close();
+    await source.stop();
+    await deadLetters.close();
+    await scorer.close();
+    await imageLoader.close();
+  }
+}
+
+interface CurateFlags {
+  brokers: string;
+  topic: string;
+  group: string;
+  out: string;
+  mode: string;
+  ratio?: string;
+  budget?: string;
+  caps: string;
+  thr: string;
+  windowSize: string;
+  windowMs: string;
+  model?: string;
+  untilIdle?: string;
+  workers: string;
+  dlqTopic?: string;
+  imageBase?: string;
+}
+
+export function registerCurateCommand(program: Command): void {
+  program
+    .command("curate")
+    .description("curate a Kafka topic: score, select the best and most diverse share, publish Parquet")
+    .requiredOption("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
+    .requiredOption("--topic <name>", "topic of incoming samples")
+    .requiredOption("--group <id>", "consumer group (instances of one group share the partitions)")
+    .requiredOption("--out <dir>", "output: DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifest.jsonl")
+    .option("--mode <mode>", "window (the offline selector on each window)", "window")
+    .option("--ratio <r>", "share of each window to select (0 < r < 1)")
+    .option("--budget <n>", "samples to select per window")
+    .option("--caps <list>", "capabilities, in order: all or a comma list", "all")
+    .option("--thr <t>", "a score must be above t (0..5) to count", "0")
+    .option("--window-size <n>", "samples per window", "20000")
+    .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
+    .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
+    .option("--workers <n>", "inference worker threads", "1")
+    .option("--until-idle <seconds>", "drain, publish, commit and exit once nothing arrived for this long")
+    .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
+    .option("--image-base <dir>", "relative image paths resolve against this folder")
+    .action(async (flags: CurateFlags) => {
+      if (flags.mode !== "window")
+        throw usageError(`--mode: ${JSON.stringify(flags.mode)} is not available yet; use window`);
+      const brokers = parseBrokers(flags.brokers);
+      if (brokers.length === 0) throw usageError("--brokers: no broker given");
+      const select = parseSelectFlags(flags);
+      const stats = await runCurate({
+        source: { kind: "kafka", brokers, topic: flags.topic, group: flags.group, dlqTopic: flags.dlqTopic },
+        out: flags.out,
+        select,
+        windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
+        windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
+        model: flags.model,
+        workers: parseIntegerFlag("--workers", flags.workers, 1),
+        idleMs:
+          flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
+        imageBase: flags.imageBase,
+      });
+      process.stdout.write(`${formatCurateStats(stats)}\n`);
+    });
+}
+
+export function formatCurateStats(s: CurationStats & { out: string; modelId: string }): string {
+  return (
+    `read ${s.read} records: ${s.scored} scored with ${s.modelId} in ${s.windows} window(s), ` +
+    `${s.selected} selected, ${s.deadLettered} dead-lettered; ${s.commits} commit(s)\n` +
+    `-> ${join(s.out, "selected")}, ${join(s.out, "scored")}, ${join(s.out, "manifest.jsonl")}`
+  );
+}
