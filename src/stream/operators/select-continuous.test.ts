@@ -1,0 +1,114 @@
+import fc from "fast-check";
+import { map, Observable } from "rxjs";
+import { TestScheduler } from "rxjs/testing";
+import { describe, expect, it } from "vitest";
+import { NUM_CAPABILITIES, styleNamesOfMask } from "../../domain/taxonomy.js";
+import { generatePool } from "../../pool/generate-pool.js";
+import type { Decision, ScoredRecord } from "../stream-types.js";
+import { selectContinuous } from "./select-continuous.js";
+
+const pool = generatePool({ n: 400, seed: 21 });
+
+/** Row r of the generated pool as a scored record of the graph. */
+function recordOf(r: number): ScoredRecord {
+  return {
+    origin: { topic: "t", partition: 0, offset: String(r) },
+    sample: { id: pool.ids[r], image_source: pool.sources[pool.sourceIndex[r]], conversations: [] },
+    timestamp: 0,
+    score: {
+      scores: Float32Array.from({ length: NUM_CAPABILITIES }, (_, c) => pool.scores[c][r]),
+      styles: styleNamesOfMask(pool.styleMask[r]),
+      styleProbabilities: new Float32Array(9),
+      flags: [],
+    },
+    modelId: "test",
+  };
+}
+const records = Array.from({ length: pool.size }, (_, r) => recordOf(r));
+const ids = (ds: Decision[]): string => ds.map((d) => d.record.origin.offset).join(",");
+
+function makeScheduler(): TestScheduler {
+  return new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+}
+
+describe("selectContinuous (virtual time)", () => {
+  it("decides a batch when its oldest record is due (maxDelayMs)", () => {
+    makeScheduler().run(({ cold, expectObservable }) => {
+      const src = cold("ab--c-------d---|", { a: records[0], b: records[1], c: records[2], d: records[3] });
+      const out = src.pipe(
+        selectContinuous({ ratio: 0.3, maxDelayMs: 5 }),
+        map((ds) => `${ds[0].windowId}:${ids(ds)}@${ds[0].decidedAt}`),
+      );
+      // a arrives at 0 -> due at 5: a, b, c decided together; d arrives at 12, due 17, but the
+      // source completes at 16 and flushes it
+      expectObservable(out).toBe("-----x----------(y|)", { x: "c0:0,1,2@5", y: "c1:3@16" });
+    });
+  });
+
+  it("decides a batch at once when maxPending records wait", () => {
+    makeScheduler().run(({ cold, expectObservable }) => {
+      const src = cold("abc-d|", { a: records[0], b: records[1], c: records[2], d: records[3] });
+      const out = src.pipe(selectContinuous({ ratio: 0.3, maxDelayMs: 100, maxPending: 2 }), map(ids));
+      // a, b: 2 waiting at frame 1; c at 2 and d at 4: 2 waiting again at 4
+      expectObservable(out).toBe("-x--y|", { x: "0,1", y: "2,3" });
+    });
+  });
+
+  it("passes an error through without deciding waiting records; unsubscribing cancels the timer", () => {
+    makeScheduler().run(({ cold, expectObservable }) => {
+      const src = cold("ab-#", { a: records[0], b: records[1] }, new Error("boom"));
+      expectObservable(src.pipe(selectContinuous({ ratio: 0.3, maxDelayMs: 10 }))).toBe(
+        "---#",
+        undefined,
+        new Error("boom"),
+      );
+      const slow = cold("a---------", { a: records[0] });
+      expectObservable(slow.pipe(selectContinuous({ ratio: 0.3, maxDelayMs: 5 })), "^--!").toBe("----");
+    });
+  });
+
+  it("every record is decided exactly once, never later than the bound (property, virtual time)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 30 }), { minLength: 1, maxLength: 200 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 64 }),
+        (gaps, maxDelayMs, maxPending) => {
+          const scheduler = new TestScheduler((a, b) => expect(a).toEqual(b));
+          scheduler.run(() => {
+            let t = 0;
+            const arrival = gaps.map((g) => {
+              t += g;
+              return t;
+            });
+            // records arrive at their frames; the source completes 2 * maxDelayMs after the last
+            const source = new Observable<ScoredRecord>((sub) => {
+              arrival.forEach((f, j) => {
+                scheduler.schedule(() => sub.next(records[j]), f);
+              });
+              scheduler.schedule(() => sub.complete(), t + 2 * maxDelayMs);
+            });
+            const seen = new Map<number, number>();
+            source.pipe(selectContinuous({ ratio: 0.3, maxDelayMs, maxPending })).subscribe((ds) => {
+              const now = scheduler.now();
+              expect(ds.length).toBeLessThanOrEqual(maxPending);
+              for (const d of ds) {
+                const j = Number(d.record.origin.offset);
+                expect(seen.has(j)).toBe(false);
+                seen.set(j, now);
+                expect(d.decidedAt).toBe(now);
+              }
+            });
+            scheduler.flush();
+            expect(seen.size).toBe(gaps.length);
+            for (const [j, at] of seen) {
+              expect(at).toBeGreaterThanOrEqual(arrival[j]);
+              expect(at - arrival[j]).toBeLessThanOrEqual(maxDelayMs);
+            }
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
