@@ -42,7 +42,9 @@ export function createFileSource(path: string): Source & { committed: Map<string
       wake?.();
     };
   });
+  const readyAt = Date.now();
   return {
+    readyAt,
     records$,
     revoked$: revoked.asObservable(),
     committed,

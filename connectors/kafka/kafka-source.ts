@@ -1,5 +1,5 @@
 import type { Consumer, EachBatchPayload } from "kafkajs";
-import { type Observable, Subject } from "rxjs";
+import { Observable, Subject } from "rxjs";
 import type { RawRecord } from "../../src/stream/stream-types.js";
 import { createKafka, type KafkaConnectionOptions } from "./kafka-client.js";
 
@@ -25,6 +25,8 @@ export interface Source {
   end(): void;
   /** disconnects (after end) */
   stop(): Promise<void>;
+  /** when the source could first deliver (Kafka: joined its group), or undefined before; idle clocks start here */
+  readonly readyAt: number | undefined;
 }
 
 export interface KafkaSourceOptions extends KafkaConnectionOptions {
@@ -58,7 +60,9 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
   let assigned = new Set<number>();
   let ended = false;
 
+  let readyAt: number | undefined;
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    readyAt ??= Date.now();
     const now = new Set<number>(e.payload.memberAssignment[options.topic] ?? []);
     const lost = [...assigned]
       .filter((p) => !now.has(p))
@@ -69,38 +73,54 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
 
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: options.fromBeginning ?? true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
-      let lastBeat = Date.now();
-      for (const m of batch.messages) {
-        if (ended || !isRunning() || isStale()) break;
-        records.next({
-          origin: { topic: batch.topic, partition: batch.partition, offset: m.offset },
-          key: m.key ? m.key.toString("utf8") : null,
-          value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : null,
-          timestamp: Number(m.timestamp),
-        });
-        resolveOffset(m.offset);
-        if (Date.now() - lastBeat > 1_000) {
-          await heartbeat();
-          lastBeat = Date.now();
+  const startRun = (): Promise<void> =>
+    consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+        let lastBeat = Date.now();
+        for (const m of batch.messages) {
+          if (ended || !isRunning() || isStale()) break;
+          records.next({
+            origin: { topic: batch.topic, partition: batch.partition, offset: m.offset },
+            key: m.key ? m.key.toString("utf8") : null,
+            value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : null,
+            timestamp: Number(m.timestamp),
+          });
+          resolveOffset(m.offset);
+          if (Date.now() - lastBeat > 1_000) {
+            await heartbeat();
+            lastBeat = Date.now();
+          }
         }
-      }
-      await heartbeat();
-    },
+        await heartbeat();
+      },
+    });
+
+  // Nothing is fetched before records$ has a subscriber: a message handed to nobody would be
+  // resolved and lost for this run.
+  let started = false;
+  const records$ = new Observable<RawRecord>((subscriber) => {
+    const sub = records.subscribe(subscriber);
+    if (!started) {
+      started = true;
+      startRun().catch((err) => records.error(err));
+    }
+    return () => sub.unsubscribe();
   });
 
   let stopped = false;
   return {
+    get readyAt() {
+      return readyAt;
+    },
     end() {
       if (ended) return;
       ended = true;
       consumer.pause([{ topic: options.topic }]);
       records.complete();
     },
-    records$: records.asObservable(),
+    records$,
     revoked$: revoked.asObservable(),
     async commit(offsets) {
       const list = [...offsets].map(([key, offset]) => {

@@ -101,7 +101,14 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       paused = false;
       source.resume();
     }
-    if (options.idleMs !== undefined && Date.now() - lastArrival > options.idleMs) source.end();
+    // The idle clock starts once the source can deliver (a consumer joining its group takes seconds).
+    const ready = source.readyAt;
+    if (
+      options.idleMs !== undefined &&
+      ready !== undefined &&
+      Date.now() - Math.max(lastArrival, ready) > options.idleMs
+    )
+      source.end();
   }, options.commitIntervalMs ?? 2_000);
   const revokedSub = source.revoked$.subscribe((parts) => {
     const keys = parts.map((p) => partitionKey(p.topic, p.partition));

@@ -1,0 +1,109 @@
+/**
+ * `mmssr curate` end to end against the real broker: every message of the topic is decided
+ * exactly once (scored log or dead letter), selected ids are unique, offsets are committed to
+ * the end, and a second run of the same group finds nothing left to do.
+ */
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { syntheticSamples } from "../../models/synthetic-samples.js";
+import { brokers, freshGroup, freshTopic, testKafka } from "../support/kafka.js";
+import { runCli } from "../support/run-cli.js";
+
+let dir: string;
+let duck: DuckDBInstance;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "mmssr-curate-"));
+  duck = await DuckDBInstance.create(":memory:");
+});
+afterAll(async () => {
+  duck.closeSync();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function sql(query: string): Promise<Record<string, unknown>[]> {
+  const con = await duck.connect();
+  try {
+    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
+  } finally {
+    con.closeSync();
+  }
+}
+
+describe("mmssr curate", () => {
+  it("decides every message once, publishes, commits; a rerun has nothing left", async () => {
+    const topic = await freshTopic("curate", 3);
+    const dlqTopic = `${topic}-dlq`;
+    const admin = testKafka("curate-admin").admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: dlqTopic, numPartitions: 1 }], waitForLeaders: true });
+    const input = join(dir, "input.jsonl");
+    const lines = syntheticSamples(1200, 77).map((s) => JSON.stringify(s));
+    lines.splice(500, 0, "{broken");
+    await writeFile(input, `${lines.join("\n")}\n`);
+    const produced = await runCli([
+      "produce",
+      "--brokers",
+      brokers().join(","),
+      "--topic",
+      topic,
+      "--in",
+      input,
+    ]);
+    expect(produced.code, produced.stderr).toBe(0);
+
+    const group = freshGroup("curate");
+    const out = join(dir, "out");
+    const args = [
+      "curate",
+      "--brokers",
+      brokers().join(","),
+      "--topic",
+      topic,
+      "--group",
+      group,
+      "--out",
+      out,
+      "--ratio",
+      "0.2",
+      "--window-size",
+      "400",
+      "--window-ms",
+      "2000",
+      "--until-idle",
+      "3",
+      "--dlq-topic",
+      dlqTopic,
+    ];
+    const first = await runCli(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/read 1201 records: 1200 scored/);
+    expect(first.stdout).toMatch(/1 dead-lettered/);
+
+    const [scored] = await sql(
+      `SELECT count(*) AS n, count(DISTINCT (origin_partition, origin_offset)) AS origins FROM read_parquet('${join(out, "scored", "*.parquet")}')`,
+    );
+    expect(Number(scored.n)).toBe(1200);
+    expect(Number(scored.origins)).toBe(1200);
+    const [selected] = await sql(
+      `SELECT count(*) AS n, count(DISTINCT id) AS ids FROM read_parquet('${join(out, "selected", "*.parquet")}')`,
+    );
+    expect(Number(selected.n)).toBeGreaterThan(0);
+    expect(Number(selected.ids)).toBe(Number(selected.n));
+
+    const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    const offsets = await admin.fetchTopicOffsets(topic);
+    for (const p of committed[0].partitions) {
+      const end = offsets.find((o) => o.partition === p.partition)?.high;
+      expect(p.offset).toBe(end);
+    }
+    await admin.disconnect();
+
+    const second = await runCli(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/read 0 records/);
+    expect((await readdir(join(out, "scored"))).length).toBeGreaterThan(0);
+  });
+});
