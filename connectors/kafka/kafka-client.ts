@@ -10,7 +10,11 @@ export interface KafkaConnectionOptions {
   clientId?: string;
   ssl?: KafkaConfig["ssl"];
   sasl?: SASLOptions;
-  /** kafkajs log level: error (default), warn, info, debug */
+  /**
+   * kafkajs log level (default: MMSSR_KAFKA_LOG_LEVEL, else nothing). kafkajs logs every
+   * retried request (a group coordinator still loading, a leader moving) as an ERROR; what
+   * cannot be retried reaches the caller as an exception anyway.
+   */
   logLevel?: "nothing" | "error" | "warn" | "info" | "debug";
 }
 
@@ -28,7 +32,7 @@ export function createKafka(options: KafkaConnectionOptions): Kafka {
     brokers: options.brokers,
     ssl: options.ssl,
     sasl: options.sasl,
-    logLevel: LEVELS[options.logLevel ?? "error"],
+    logLevel: LEVELS[options.logLevel ?? envLevel()],
     retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
   });
 }
@@ -39,4 +43,9 @@ export function parseBrokers(raw: string): string[] {
     .split(",")
     .map((b) => b.trim())
     .filter((b) => b.length > 0);
+}
+
+function envLevel(): keyof typeof LEVELS {
+  const v = (process.env.MMSSR_KAFKA_LOG_LEVEL ?? "nothing").toLowerCase();
+  return v in LEVELS ? (v as keyof typeof LEVELS) : "nothing";
 }
