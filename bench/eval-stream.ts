@@ -173,9 +173,9 @@ function runKnownDistribution(
       ratio,
       referenceSize: n,
       horizon: n,
-      maxPending: 2 * n,
-      refreshEvery: n + 1,
-      maxDelayMs: Number.MAX_SAFE_INTEGER,
+      maxPending: 2 * n + 1,
+      refreshEvery: 2 * n + 1,
+      maxDelayMs: 1,
       feedback: 0,
       tolerance: Number.POSITIVE_INFINITY,
     },
@@ -186,13 +186,15 @@ function runKnownDistribution(
       scores: rowScores(big, r),
     }),
   );
-  // the independent draw fills the reference; thresholds are computed once, when the stream
-  // (one batch of maxPending) is decided at the end
+  // The independent draw fills the reference (exactly: referenceSize = n) and is decided as
+  // one batch at t=10, which computes the thresholds; the next refresh would come after 3n
+  // arrivals, so the stream, arriving at t=10 and flushed at t=20, is judged by those alone.
   for (let r = n; r < 2 * n; r++) sel.decide(r, 0);
-  for (let j = 0; j < n; j++) sel.decide(arrival[j], 0);
+  sel.poll(10);
+  for (let j = 0; j < n; j++) sel.decide(arrival[j], 10);
   const selected = new Uint8Array(n);
   let count = 0;
-  for (const d of sel.flush(0))
+  for (const d of sel.flush(20))
     if (d.item < n && d.selected) {
       selected[d.item] = 1;
       count++;
