@@ -61,11 +61,16 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
     lineNo++;
     if (line.trim() === "") continue;
     const where = `${path}:${lineNo}`;
+    // parse before numbering: the ordinal of a line must not depend on whether it parses
+    let value: unknown;
+    let error: string | undefined;
     try {
-      yield { where, ordinal: ordinal++, value: JSON.parse(line) };
+      value = JSON.parse(line);
     } catch (err) {
-      yield { where, ordinal: ordinal++, error: `invalid JSON: ${(err as Error).message}`, raw: line };
+      error = `invalid JSON: ${(err as Error).message}`;
     }
+    const n = ordinal++;
+    yield error === undefined ? { where, ordinal: n, value } : { where, ordinal: n, error, raw: line };
   }
 }
 

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { mergeMap, type OperatorFunction } from "rxjs";
 import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file.js";
 import { createFileSource } from "../../../connectors/files/file-source.js";
 import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
@@ -13,7 +14,9 @@ import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import { type CurationStats, runCurationGraph } from "../../stream/curation-graph.js";
 import { OffsetLedger } from "../../stream/offset-ledger.js";
-import { selectEachWindow } from "../../stream/window-selection.js";
+import { selectContinuous } from "../../stream/operators/select-continuous.js";
+import { selectWindow } from "../../stream/operators/select-window.js";
+import type { Decision, ScoredRecord } from "../../stream/stream-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 import { parseSelectFlags } from "./select-command.js";
@@ -25,6 +28,9 @@ export interface CurateRun {
     | { kind: "file"; path: string };
   out: string;
   select: SelectOptions;
+  /** window: the offline selector on each window; continuous: each sample within maxDelayMs */
+  mode?: "window" | "continuous";
+  maxDelayMs?: number;
   windowSize: number;
   windowMs: number;
   model?: string;
@@ -98,9 +104,11 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
       sink,
       ledger,
       deadLetters,
-      select: selectEachWindow(run.select),
-      windowSize: run.windowSize,
-      windowMs: run.windowMs,
+      select: selectStep(run),
+      // In continuous mode windows are only scoring batches: small and short, so that they do
+      // not add to the decision delay.
+      windowSize: run.mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
+      windowMs: run.mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
       idleMs: run.idleMs,
       log,
     });
@@ -112,6 +120,34 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     await scorer.close();
     await imageLoader.close();
   }
+}
+
+/**
+ * The select step of the graph. Window mode decides each window with the exact offline
+ * selector; continuous mode takes the scored windows (scoring batches) apart and decides each
+ * sample within maxDelayMs with bounded memory (src/selection/continuous-selector.ts).
+ */
+function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]> {
+  const runId = Date.now().toString(36);
+  if (run.mode === "continuous") {
+    const { ratio, capabilities, threshold, capabilityWeights, styleWeights } = run.select;
+    if (ratio === undefined)
+      throw usageError("--mode continuous: needs --ratio (the share of incoming samples to admit)");
+    return (windows) =>
+      windows.pipe(
+        mergeMap((w) => w),
+        selectContinuous({
+          ratio,
+          capabilities,
+          threshold,
+          capabilityWeights,
+          styleWeights,
+          maxDelayMs: run.maxDelayMs ?? 1000,
+          batchId: (n) => `${runId}-c${n}`,
+        }),
+      );
+  }
+  return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
 }
 
 interface CurateFlags {
@@ -128,6 +164,7 @@ interface CurateFlags {
   windowMs: string;
   model?: string;
   untilIdle?: string;
+  maxDelayMs: string;
   workers: string;
   dlqTopic?: string;
   imageBase?: string;
@@ -141,7 +178,12 @@ export function registerCurateCommand(program: Command): void {
     .requiredOption("--topic <name>", "topic of incoming samples")
     .requiredOption("--group <id>", "consumer group (instances of one group share the partitions)")
     .requiredOption("--out <dir>", "output: DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifest.jsonl")
-    .option("--mode <mode>", "window (the offline selector on each window)", "window")
+    .option(
+      "--mode <mode>",
+      "window (the offline selector on each window) or continuous (each sample within --max-delay-ms)",
+      "window",
+    )
+    .option("--max-delay-ms <ms>", "continuous mode: longest a sample waits for its decision", "1000")
     .option("--ratio <r>", "share of each window to select (0 < r < 1)")
     .option("--budget <n>", "samples to select per window")
     .option("--caps <list>", "capabilities, in order: all or a comma list", "all")
@@ -154,8 +196,8 @@ export function registerCurateCommand(program: Command): void {
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
     .option("--image-base <dir>", "relative image paths resolve against this folder")
     .action(async (flags: CurateFlags) => {
-      if (flags.mode !== "window")
-        throw usageError(`--mode: ${JSON.stringify(flags.mode)} is not available yet; use window`);
+      if (flags.mode !== "window" && flags.mode !== "continuous")
+        throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
       const brokers = parseBrokers(flags.brokers);
       if (brokers.length === 0) throw usageError("--brokers: no broker given");
       const select = parseSelectFlags(flags);
@@ -163,6 +205,8 @@ export function registerCurateCommand(program: Command): void {
         source: { kind: "kafka", brokers, topic: flags.topic, group: flags.group, dlqTopic: flags.dlqTopic },
         out: flags.out,
         select,
+        mode: flags.mode,
+        maxDelayMs: parseIntegerFlag("--max-delay-ms", flags.maxDelayMs, 1),
         windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
         windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
         model: flags.model,

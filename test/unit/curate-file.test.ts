@@ -1,0 +1,70 @@
+/**
+ * The curation graph from a file source (no broker): both selection modes decide every record
+ * exactly once, dead-letter the bad ones, and admit about the asked share.
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readScoredPoolParquet } from "../../connectors/parquet/scored-pool-parquet.js";
+import { syntheticSamples } from "../../models/synthetic-samples.js";
+import { runCurate } from "../../src/cli/commands/curate-command.js";
+
+let dir: string;
+let input: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "mmssr-curate-file-"));
+  input = join(dir, "in.jsonl");
+  const lines = syntheticSamples(2000, 5).map((s) => JSON.stringify(s));
+  lines.splice(700, 0, "not json at all");
+  await writeFile(input, `${lines.join("\n")}\n`);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function scoredRows(out: string): Promise<{ offsets: string[]; selected: number }> {
+  const { readdir } = await import("node:fs/promises");
+  const offsets: string[] = [];
+  let selected = 0;
+  for (const f of await readdir(join(out, "scored"))) {
+    const pool = await readScoredPoolParquet(join(out, "scored", f));
+    for (let i = 0; i < pool.size; i++) {
+      const extra = pool.extras.get(i) ?? {};
+      offsets.push(String(extra.origin_offset));
+      if (extra.selected === true) selected++;
+    }
+  }
+  return { offsets, selected };
+}
+
+describe("runCurate with a file source", () => {
+  for (const mode of ["window", "continuous"] as const)
+    it(`${mode} mode: every record decided once, about 20% selected`, async () => {
+      const out = join(dir, mode);
+      const stats = await runCurate({
+        source: { kind: "file", path: input },
+        out,
+        mode,
+        select: { ratio: 0.2 },
+        windowSize: 500,
+        windowMs: 10_000,
+        maxDelayMs: 200,
+        log: () => {},
+      });
+      expect(stats.read).toBe(2001);
+      expect(stats.deadLettered).toBe(1);
+      expect(stats.scored).toBe(2000);
+      const { offsets, selected } = await scoredRows(out);
+      expect(offsets).toHaveLength(2000);
+      expect(new Set(offsets).size).toBe(2000);
+      expect(selected).toBe(stats.selected);
+      if (mode === "window") expect(selected).toBe(4 * 100);
+      else {
+        expect(selected / 2000).toBeGreaterThan(0.15);
+        expect(selected / 2000).toBeLessThan(0.25);
+      }
+      const letters = (await readFile(join(out, "dead-letters.jsonl"), "utf8")).trim().split("\n");
+      expect(JSON.parse(letters[0]).origin.offset).toBe("700");
+    });
+});
