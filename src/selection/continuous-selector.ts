@@ -664,7 +664,10 @@ export class ContinuousSelector<T> {
           this.thrState[at] = ALL;
           continue;
         }
-        const p = last[k][b];
+        let p = last[k][b];
+        // A reservoir row stands for w samples: when less than half of the last row's mass was
+        // taken, the cut lies nearer the row above it (its key is the closer estimate).
+        if (p >= 0 && w > 1 && w - mass[items[p]] < w / 2) p = p > start[b] ? p - 1 : -1;
         if (p < 0) {
           this.thrState[at] = NONE;
           continue;
