@@ -36,6 +36,8 @@ export interface CurationGraphOptions {
   sink: CurationSink;
   ledger: OffsetLedger;
   deadLetters: DeadLetterSink;
+  /** optional: selected decisions also go here (the output topic), after the sink took them */
+  output?: { send(decisions: readonly Decision[]): Promise<void> };
   /** window of scored records -> one decision per record (window mode: the offline selector) */
   select: OperatorFunction<ScoredRecord[], Decision[]>;
   windowSize: number;
@@ -158,6 +160,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       stats.droppedRevoked += decisions.length - kept.length;
       stats.selected += kept.filter((d) => d.selected).length;
       await sink.write(kept);
+      await options.output?.send(kept);
     }),
   );
 

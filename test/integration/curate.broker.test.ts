@@ -36,9 +36,16 @@ describe("mmssr curate", () => {
   it("decides every message once, publishes, commits; a rerun has nothing left", async () => {
     const topic = await freshTopic("curate", 3);
     const dlqTopic = `${topic}-dlq`;
+    const outTopic = `${topic}-selected`;
     const admin = testKafka("curate-admin").admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: dlqTopic, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: dlqTopic, numPartitions: 1 },
+        { topic: outTopic, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     const input = join(dir, "input.jsonl");
     const lines = syntheticSamples(1200, 77).map((s) => JSON.stringify(s));
     lines.splice(500, 0, "{broken");
@@ -76,6 +83,8 @@ describe("mmssr curate", () => {
       "3",
       "--dlq-topic",
       dlqTopic,
+      "--output-topic",
+      outTopic,
     ];
     const first = await runCli(args);
     expect(first.code, first.stderr).toBe(0);
@@ -92,6 +101,10 @@ describe("mmssr curate", () => {
     );
     expect(Number(selected.n)).toBeGreaterThan(0);
     expect(Number(selected.ids)).toBe(Number(selected.n));
+
+    // the output topic holds the selected samples, keyed by id
+    const outOffsets = await admin.fetchTopicOffsets(outTopic);
+    expect(Number(outOffsets[0].high)).toBe(Number(selected.n));
 
     const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
     const offsets = await admin.fetchTopicOffsets(topic);

@@ -8,6 +8,7 @@ import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic
 import { createDeadLetterTopic } from "../../../connectors/kafka/dead-letter-topic.js";
 import { createKafka, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { createKafkaSource, type Source } from "../../../connectors/kafka/kafka-source.js";
+import { createSelectedTopic, type SelectedTopic } from "../../../connectors/kafka/selected-topic.js";
 import { createCurationSink } from "../../../connectors/sink/curation-sink.js";
 import { createImageLoader } from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
@@ -24,7 +25,14 @@ import { parseSelectFlags } from "./select-command.js";
 export interface CurateRun {
   /** a Kafka topic, or a samples file (file source: the demo, batch backfills) */
   source:
-    | { kind: "kafka"; brokers: string[]; topic: string; group: string; dlqTopic?: string }
+    | {
+        kind: "kafka";
+        brokers: string[];
+        topic: string;
+        group: string;
+        dlqTopic?: string;
+        outputTopic?: string;
+      }
     | { kind: "file"; path: string };
   out: string;
   select: SelectOptions;
@@ -55,6 +63,7 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
   });
   let source: Source;
   let deadLetters: DeadLetterSink;
+  let output: SelectedTopic | undefined;
   if (run.source.kind === "kafka") {
     const { brokers, topic, group } = run.source;
     // Reconcile published files with the group's committed offsets before reading: a crash
@@ -85,6 +94,8 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     }
     source = await createKafkaSource({ brokers, topic, groupId: group });
     deadLetters = await createDeadLetterTopic({ brokers, topic: run.source.dlqTopic ?? `${topic}.dlq` });
+    if (run.source.outputTopic)
+      output = await createSelectedTopic({ brokers, topic: run.source.outputTopic });
   } else {
     await sink.reconcile(new Map());
     source = createFileSource(run.source.path);
@@ -104,6 +115,7 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
       sink,
       ledger,
       deadLetters,
+      output,
       select: selectStep(run),
       // In continuous mode windows are only scoring batches: small and short, so that they do
       // not add to the decision delay.
@@ -117,6 +129,7 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     await sink.close();
     await source.stop();
     await deadLetters.close();
+    await output?.close();
     await scorer.close();
     await imageLoader.close();
   }
@@ -167,6 +180,7 @@ interface CurateFlags {
   maxDelayMs: string;
   workers: string;
   dlqTopic?: string;
+  outputTopic?: string;
   imageBase?: string;
 }
 
@@ -194,6 +208,7 @@ export function registerCurateCommand(program: Command): void {
     .option("--workers <n>", "inference worker threads", "1")
     .option("--until-idle <seconds>", "drain, publish, commit and exit once nothing arrived for this long")
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
+    .option("--output-topic <name>", "also send selected samples to this topic (key = sample id)")
     .option("--image-base <dir>", "relative image paths resolve against this folder")
     .action(async (flags: CurateFlags) => {
       if (flags.mode !== "window" && flags.mode !== "continuous")
@@ -202,7 +217,14 @@ export function registerCurateCommand(program: Command): void {
       if (brokers.length === 0) throw usageError("--brokers: no broker given");
       const select = parseSelectFlags(flags);
       const stats = await runCurate({
-        source: { kind: "kafka", brokers, topic: flags.topic, group: flags.group, dlqTopic: flags.dlqTopic },
+        source: {
+          kind: "kafka",
+          brokers,
+          topic: flags.topic,
+          group: flags.group,
+          dlqTopic: flags.dlqTopic,
+          outputTopic: flags.outputTopic,
+        },
         out: flags.out,
         select,
         mode: flags.mode,
