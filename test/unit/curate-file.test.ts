@@ -68,3 +68,22 @@ describe("runCurate with a file source", () => {
       expect(JSON.parse(letters[0]).origin.offset).toBe("700");
     });
 });
+
+describe("absolute budgets", () => {
+  it("--max-total caps what a run selects across windows (window mode)", async () => {
+    const out = join(dir, "capped");
+    const stats = await runCurate({
+      source: { kind: "file", path: input },
+      out,
+      mode: "window",
+      select: { ratio: 0.2 },
+      maxSelected: { total: 150 },
+      windowSize: 500,
+      windowMs: 10_000,
+      log: () => {},
+    });
+    // the first window asks for 100, the second is cut from 100 to 50, the rest get 0
+    expect(stats.selected).toBe(150);
+    expect(stats.scored).toBe(2000);
+  });
+});

@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { mergeMap, type OperatorFunction } from "rxjs";
+import { map, mergeMap, type OperatorFunction } from "rxjs";
 import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file.js";
 import { createFileSource } from "../../../connectors/files/file-source.js";
 import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
@@ -16,7 +16,7 @@ import type { SelectOptions } from "../../selection/select-options.js";
 import { type CurationStats, runCurationGraph } from "../../stream/curation-graph.js";
 import { OffsetLedger } from "../../stream/offset-ledger.js";
 import { selectContinuous } from "../../stream/operators/select-continuous.js";
-import { selectWindow } from "../../stream/operators/select-window.js";
+import { decideWindow, selectWindow } from "../../stream/operators/select-window.js";
 import type { Decision, ScoredRecord } from "../../stream/stream-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
@@ -39,6 +39,8 @@ export interface CurateRun {
   /** window: the offline selector on each window; continuous: each sample within maxDelayMs */
   mode?: "window" | "continuous";
   maxDelayMs?: number;
+  /** absolute caps on what is selected: in total over the run, and per clock hour */
+  maxSelected?: { total?: number; perHour?: number };
   windowSize: number;
   windowMs: number;
   model?: string;
@@ -156,11 +158,43 @@ function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]
           capabilityWeights,
           styleWeights,
           maxDelayMs: run.maxDelayMs ?? 1000,
+          maxAdmitted: run.maxSelected,
           batchId: (n) => `${runId}-c${n}`,
         }),
       );
   }
-  return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
+  const caps = run.maxSelected;
+  if (!caps?.total && !caps?.perHour)
+    return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
+  // Absolute caps: each window's budget is what its ratio (or budget) asks, cut to what is left
+  // of the total and of the current hour's allowance.
+  let n = 0;
+  let total = 0;
+  let hour = -1;
+  let inHour = 0;
+  return map((window) => {
+    const now = Date.now();
+    const h = Math.floor(now / 3_600_000);
+    if (h !== hour) {
+      hour = h;
+      inHour = 0;
+    }
+    const asked = run.select.budget ?? Math.floor(window.length * (run.select.ratio ?? 0));
+    const budget = Math.max(
+      0,
+      Math.min(
+        asked,
+        caps.total === undefined ? asked : caps.total - total,
+        caps.perHour === undefined ? asked : caps.perHour - inHour,
+      ),
+    );
+    const { ratio: _ratio, ...rest } = run.select;
+    const decisions = decideWindow(window, { ...rest, budget }, `${runId}-w${n++}`, now);
+    const picked = decisions.filter((d) => d.selected).length;
+    total += picked;
+    inHour += picked;
+    return decisions;
+  });
 }
 
 interface CurateFlags {
@@ -178,6 +212,10 @@ interface CurateFlags {
   model?: string;
   untilIdle?: string;
   maxDelayMs: string;
+  maxTotal?: string;
+  maxPerHour?: string;
+  capWeights?: string;
+  styleWeights?: string;
   workers: string;
   dlqTopic?: string;
   outputTopic?: string;
@@ -202,6 +240,10 @@ export function registerCurateCommand(program: Command): void {
     .option("--budget <n>", "samples to select per window")
     .option("--caps <list>", "capabilities, in order: all or a comma list", "all")
     .option("--thr <t>", "a score must be above t (0..5) to count", "0")
+    .option("--cap-weights <list>", "budget shares per capability, e.g. ocr=2,data=2")
+    .option("--style-weights <list>", 'quota weights per style, e.g. "yes/no=0.5" (0 excludes a style)')
+    .option("--max-total <n>", "select at most this many samples over the whole run")
+    .option("--max-per-hour <n>", "select at most this many samples per clock hour")
     .option("--window-size <n>", "samples per window", "20000")
     .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
     .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
@@ -228,6 +270,11 @@ export function registerCurateCommand(program: Command): void {
         out: flags.out,
         select,
         mode: flags.mode,
+        maxSelected: {
+          total: flags.maxTotal === undefined ? undefined : parseIntegerFlag("--max-total", flags.maxTotal),
+          perHour:
+            flags.maxPerHour === undefined ? undefined : parseIntegerFlag("--max-per-hour", flags.maxPerHour),
+        },
         maxDelayMs: parseIntegerFlag("--max-delay-ms", flags.maxDelayMs, 1),
         windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
         windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
