@@ -45,10 +45,10 @@ import { tieHash } from "./tie-break.js";
  *      fills the smallest buckets first.
  *    On the reservoir itself this rule admits exactly the replay's selection.
  *
- * 3. Bucket reservoirs and delay. Arriving samples wait in a pending buffer (grouped by
- *    bucket for the quota step below) for at most `maxDelayMs` or until `maxPending` are
- *    waiting; then the whole buffer is decided as one batch (the batch id is the decision's
- *    window id). They enter the reference sketch on arrival, so each batch is judged with
+ * 3. Delay. Arriving samples wait in one pending buffer for at most `maxDelayMs` or until
+ *    `maxPending` are waiting; then the whole buffer is decided as one batch (the batch id is
+ *    the decision's window id). The per-bucket quotas live in the thresholds (step 2), not in
+ *    separate per-bucket queues: the buffer only gives the feedback step a batch to choose in. They enter the reference sketch on arrival, so each batch is judged with
  *    thresholds that have already seen it (for the first batch the replay is exactly the
  *    offline selection of that batch).
  *
