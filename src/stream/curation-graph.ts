@@ -13,6 +13,7 @@ import type { DeadLetterSink } from "../../connectors/kafka/dead-letter-topic.js
 import type { Source } from "../../connectors/kafka/kafka-source.js";
 import type { CurationSink } from "../../connectors/sink/curation-sink.js";
 import type { Scorer } from "../scoring/scoring-types.js";
+import type { CurationMetrics } from "./curation-metrics.js";
 import type { OffsetLedger } from "./offset-ledger.js";
 import { partitionKey } from "./offset-ledger.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
@@ -36,6 +37,8 @@ export interface CurationGraphOptions {
   sink: CurationSink;
   ledger: OffsetLedger;
   deadLetters: DeadLetterSink;
+  /** counters and gauges for dashboards (optional) */
+  metrics?: CurationMetrics;
   /** optional: selected decisions also go here (the output topic), after the sink took them */
   output?: { send(decisions: readonly Decision[]): Promise<void> };
   /** window of scored records -> one decision per record (window mode: the offline selector) */
@@ -66,6 +69,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   const { source, scorer, sink, ledger, deadLetters, select } = options;
   const log = options.log ?? (() => {});
   const maxInFlight = options.maxInFlight ?? 50_000;
+  const m = options.metrics;
   const stats: CurationStats = {
     read: 0,
     deadLettered: 0,
@@ -88,6 +92,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     sink.committed(offsets);
     lastCommitted = text;
     stats.commits++;
+    m?.commits.inc();
   };
   let committing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
@@ -95,6 +100,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       .then(commit)
       .catch((err) => log(`commit failed (will retry): ${(err as Error).message}`));
     const inFlight = ledger.undecidedTotal;
+    m?.undecided.set(inFlight);
+    m?.paused.set(paused ? 1 : 0);
     if (!paused && inFlight > maxInFlight) {
       paused = true;
       source.pause();
@@ -124,6 +131,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     tap((raw) => {
       ledger.track(raw.origin);
       stats.read++;
+      m?.read.inc();
       lastArrival = Date.now();
     }),
     map((raw): ParsedRecord => parseRawRecord(raw, options.parse)),
@@ -137,7 +145,10 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     filter((letters) => letters.length > 0),
     concatMap(async (letters) => {
       await deadLetters.send(letters);
-      for (const l of letters) ledger.decided(l.origin);
+      for (const l of letters) {
+        ledger.decided(l.origin);
+        m?.deadLettered.inc({ code: l.code });
+      }
       stats.deadLettered += letters.length;
     }),
   );
@@ -150,6 +161,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       const scores = await scorer.score(window.map((r) => r.sample));
       stats.scored += window.length;
       stats.windows++;
+      m?.scored.inc(window.length);
+      m?.windows.inc();
       return window.map((r, k) => ({ ...r, score: scores[k], modelId: scorer.id }));
     }),
     select,
@@ -159,6 +172,13 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       );
       stats.droppedRevoked += decisions.length - kept.length;
       stats.selected += kept.filter((d) => d.selected).length;
+      if (m) {
+        const now = Date.now();
+        for (const d of kept) {
+          if (d.selected) m.selected.inc({ capability: d.pickedBy ?? "unknown" });
+          m.decisionLatency.observe(Math.max(0, now - d.record.timestamp) / 1000);
+        }
+      }
       await sink.write(kept);
       await options.output?.send(kept);
     }),

@@ -87,3 +87,33 @@ describe("absolute budgets", () => {
     expect(stats.scored).toBe(2000);
   });
 });
+
+describe("metrics", () => {
+  it("counts what the graph did and serves it in Prometheus format", async () => {
+    const { Registry } = await import("prom-client");
+    const { serveMetrics } = await import("../../src/stream/curation-metrics.js");
+    const registry = new Registry();
+    await runCurate({
+      source: { kind: "file", path: input },
+      out: join(dir, "metrics"),
+      select: { ratio: 0.2 },
+      windowSize: 500,
+      windowMs: 10_000,
+      registry,
+      log: () => {},
+    });
+    const server = await serveMetrics(registry, 0);
+    try {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(text).toMatch(/^mmssr_records_read_total 2001$/m);
+      expect(text).toMatch(/^mmssr_scored_total 2000$/m);
+      expect(text).toMatch(/^mmssr_dead_lettered_total\{code="invalid-json"\} 1$/m);
+      expect(text).toMatch(/^mmssr_selected_total\{capability="[a-z]+"\} \d+$/m);
+      expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { Registry } from "prom-client";
 import { map, mergeMap, type OperatorFunction } from "rxjs";
 import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file.js";
 import { createFileSource } from "../../../connectors/files/file-source.js";
@@ -14,6 +15,7 @@ import { createImageLoader } from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import { type CurationStats, runCurationGraph } from "../../stream/curation-graph.js";
+import { createCurationMetrics, serveMetrics } from "../../stream/curation-metrics.js";
 import { OffsetLedger } from "../../stream/offset-ledger.js";
 import { selectContinuous } from "../../stream/operators/select-continuous.js";
 import { decideWindow, selectWindow } from "../../stream/operators/select-window.js";
@@ -49,6 +51,11 @@ export interface CurateRun {
   imageBase?: string;
   rotateRows?: number;
   rotateMs?: number;
+  /** serve Prometheus metrics on this port (127.0.0.1 unless metricsHost) */
+  metricsPort?: number;
+  metricsHost?: string;
+  /** where the metrics go (default: a registry of this run) */
+  registry?: Registry;
   log?: (line: string) => void;
 }
 
@@ -110,8 +117,16 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     imageLoader,
     logger: log,
   });
+  const registry = run.registry ?? new Registry();
+  const metrics = createCurationMetrics(registry);
+  const metricsServer =
+    run.metricsPort === undefined
+      ? undefined
+      : await serveMetrics(registry, run.metricsPort, run.metricsHost);
+  if (metricsServer) log(`metrics on http://${run.metricsHost ?? "127.0.0.1"}:${run.metricsPort}/metrics`);
   try {
     const stats = await runCurationGraph({
+      metrics,
       source,
       scorer,
       sink,
@@ -134,6 +149,7 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     await output?.close();
     await scorer.close();
     await imageLoader.close();
+    await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
   }
 }
 
@@ -220,6 +236,8 @@ interface CurateFlags {
   dlqTopic?: string;
   outputTopic?: string;
   imageBase?: string;
+  metricsPort?: string;
+  metricsHost?: string;
 }
 
 export function registerCurateCommand(program: Command): void {
@@ -252,6 +270,11 @@ export function registerCurateCommand(program: Command): void {
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
     .option("--output-topic <name>", "also send selected samples to this topic (key = sample id)")
     .option("--image-base <dir>", "relative image paths resolve against this folder")
+    .option(
+      "--metrics-port <port>",
+      "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",
+    )
+    .option("--metrics-host <host>", "address the metrics server binds to", "127.0.0.1")
     .action(async (flags: CurateFlags) => {
       if (flags.mode !== "window" && flags.mode !== "continuous")
         throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
@@ -283,6 +306,15 @@ export function registerCurateCommand(program: Command): void {
         idleMs:
           flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
         imageBase: flags.imageBase,
+        metricsPort:
+          (flags.metricsPort ?? process.env.MMSSR_METRICS_PORT) === undefined
+            ? undefined
+            : parseIntegerFlag(
+                "--metrics-port",
+                (flags.metricsPort ?? process.env.MMSSR_METRICS_PORT) as string,
+                1,
+              ),
+        metricsHost: flags.metricsHost,
       });
       process.stdout.write(`${formatCurateStats(stats)}\n`);
     });
