@@ -110,13 +110,14 @@ function utf8Data(length: number, get: (k: number) => string | null): Data<Utf8>
   });
 }
 
-function float64Data(length: number, get: (k: number) => number | null): Data<Float64> {
+/** A nullable float64 Arrow column (null or NaN -> null), for score columns. */
+export function float64Data(length: number, get: (k: number) => number | null | undefined): Data<Float64> {
   const values = new Float64Array(length);
   const nulls = new Uint8Array((length + 7) >> 3);
   let nullCount = 0;
   for (let k = 0; k < length; k++) {
     const v = get(k);
-    if (v === null || Number.isNaN(v)) nullCount++;
+    if (v === null || v === undefined || Number.isNaN(v)) nullCount++;
     else {
       values[k] = v;
       nulls[k >> 3] |= 1 << (k & 7);

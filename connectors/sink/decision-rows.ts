@@ -16,6 +16,7 @@
  * Nested types rather than JSON text so that DuckDB, pyarrow and HF datasets read the turns as
  * data; exporting LLaVA JSON is a plain projection.
  */
+
 import {
   Binary,
   Bool,
@@ -37,7 +38,7 @@ import {
 import type { Sample } from "../../src/domain/sample.js";
 import { NUM_CAPABILITIES } from "../../src/domain/taxonomy.js";
 import type { Decision } from "../../src/stream/stream-types.js";
-import { SCORE_COLUMNS } from "../parquet/scored-pool-parquet.js";
+import { float64Data, SCORE_COLUMNS } from "../parquet/scored-pool-parquet.js";
 
 const utf8List = () => new List(new Field("item", new Utf8(), true));
 const turnType = () =>
@@ -100,25 +101,7 @@ function column(type: DataType, values: readonly unknown[]): Data {
 }
 
 function scoreColumn(decisions: readonly Decision[], c: number): Data<Float64> {
-  const length = decisions.length;
-  const values = new Float64Array(length);
-  const nulls = new Uint8Array((length + 7) >> 3);
-  let nullCount = 0;
-  for (let k = 0; k < length; k++) {
-    const v = decisions[k].record.score.scores[c];
-    if (v === undefined || Number.isNaN(v)) nullCount++;
-    else {
-      values[k] = v;
-      nulls[k >> 3] |= 1 << (k & 7);
-    }
-  }
-  return makeData({
-    type: new Float64(),
-    length,
-    data: values,
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
-  });
+  return float64Data(decisions.length, (k) => decisions[k].record.score.scores[c]);
 }
 
 function leading(decisions: readonly Decision[]): Data[] {
