@@ -110,6 +110,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       paused = false;
       source.resume();
     }
+    // While paused for backpressure nothing arrives by our own choice: that is not idleness.
+    if (paused) lastArrival = Date.now();
     // The idle clock starts once the source can deliver (a consumer joining its group takes seconds).
     const ready = source.readyAt;
     if (
