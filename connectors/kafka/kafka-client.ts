@@ -49,3 +49,23 @@ function envLevel(): keyof typeof LEVELS {
   const v = (process.env.MMSSR_KAFKA_LOG_LEVEL ?? "nothing").toLowerCase();
   return v in LEVELS ? (v as keyof typeof LEVELS) : "nothing";
 }
+
+/**
+ * SSL and SASL from the environment, so that secrets stay out of command lines and shell
+ * history: MMSSR_KAFKA_SSL=1 turns TLS on (system CAs); MMSSR_KAFKA_SASL_MECHANISM
+ * (plain | scram-sha-256 | scram-sha-512) with MMSSR_KAFKA_SASL_USERNAME / _PASSWORD.
+ */
+export function securityFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<KafkaConnectionOptions, "ssl" | "sasl"> {
+  const ssl = env.MMSSR_KAFKA_SSL === "1" || env.MMSSR_KAFKA_SSL === "true" ? true : undefined;
+  const mechanism = env.MMSSR_KAFKA_SASL_MECHANISM?.toLowerCase();
+  if (!mechanism) return { ssl };
+  if (mechanism !== "plain" && mechanism !== "scram-sha-256" && mechanism !== "scram-sha-512")
+    throw new Error(
+      `MMSSR_KAFKA_SASL_MECHANISM: expected plain, scram-sha-256 or scram-sha-512, got ${JSON.stringify(mechanism)}`,
+    );
+  const username = env.MMSSR_KAFKA_SASL_USERNAME ?? "";
+  const password = env.MMSSR_KAFKA_SASL_PASSWORD ?? "";
+  return { ssl, sasl: { mechanism, username, password } as SASLOptions };
+}

@@ -56,3 +56,21 @@ describe("parseRawRecord", () => {
     });
   });
 });
+
+describe("securityFromEnv", () => {
+  it("reads TLS and SASL from the environment and names a bad mechanism", async () => {
+    const { securityFromEnv } = await import("../../connectors/kafka/kafka-client.js");
+    expect(securityFromEnv({})).toEqual({ ssl: undefined });
+    expect(
+      securityFromEnv({
+        MMSSR_KAFKA_SSL: "1",
+        MMSSR_KAFKA_SASL_MECHANISM: "SCRAM-SHA-512",
+        MMSSR_KAFKA_SASL_USERNAME: "u",
+        MMSSR_KAFKA_SASL_PASSWORD: "p",
+      }),
+    ).toEqual({ ssl: true, sasl: { mechanism: "scram-sha-512", username: "u", password: "p" } });
+    expect(() => securityFromEnv({ MMSSR_KAFKA_SASL_MECHANISM: "kerberos" })).toThrow(
+      /MMSSR_KAFKA_SASL_MECHANISM/,
+    );
+  });
+});

@@ -7,7 +7,7 @@ import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file
 import { createFileSource } from "../../../connectors/files/file-source.js";
 import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
 import { createDeadLetterTopic } from "../../../connectors/kafka/dead-letter-topic.js";
-import { createKafka, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import { createKafka, parseBrokers, securityFromEnv } from "../../../connectors/kafka/kafka-client.js";
 import { createKafkaSource, type Source } from "../../../connectors/kafka/kafka-source.js";
 import { createSelectedTopic, type SelectedTopic } from "../../../connectors/kafka/selected-topic.js";
 import { createCurationSink } from "../../../connectors/sink/curation-sink.js";
@@ -77,7 +77,7 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
     const { brokers, topic, group } = run.source;
     // Reconcile published files with the group's committed offsets before reading: a crash
     // between publish and commit must neither lose nor duplicate.
-    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin" }).admin();
+    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...securityFromEnv() }).admin();
     await admin.connect();
     try {
       const fetched = await admin.fetchOffsets({ groupId: group, topics: [topic] });
@@ -238,6 +238,8 @@ interface CurateFlags {
   imageBase?: string;
   metricsPort?: string;
   metricsHost?: string;
+  rotateRows: string;
+  rotateMs: string;
 }
 
 export function registerCurateCommand(program: Command): void {
@@ -315,6 +317,8 @@ export function registerCurateCommand(program: Command): void {
                 1,
               ),
         metricsHost: flags.metricsHost,
+        rotateRows: parseIntegerFlag("--rotate-rows", flags.rotateRows, 1),
+        rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
       });
       process.stdout.write(`${formatCurateStats(stats)}\n`);
     });

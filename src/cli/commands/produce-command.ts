@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { countSampleRecords, readSampleRecords } from "../../../connectors/files/sample-reader.js";
-import { createKafka, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import { createKafka, parseBrokers, securityFromEnv } from "../../../connectors/kafka/kafka-client.js";
 import { parseIntegerFlag, usageError } from "../cli-errors.js";
 
 interface ProduceFlags {
@@ -31,7 +31,7 @@ export function registerProduceCommand(program: Command): void {
       const partitions = parseIntegerFlag("--partitions", flags.partitions, 1);
       const batchSize = parseIntegerFlag("--batch", flags.batch, 1);
       const total = await countSampleRecords(flags.in);
-      const kafka = createKafka({ brokers, clientId: "mmssr-produce" });
+      const kafka = createKafka({ brokers, clientId: "mmssr-produce", ...securityFromEnv() });
       const admin = kafka.admin();
       await admin.connect();
       try {
