@@ -9,4 +9,7 @@ if (!existsSync(fileURLToPath(entry))) {
   process.exit(2);
 }
 const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: a client library can leave a socket open after its work is done (seen with
+// kafkajs after a broker restart), and a finished command must not hang. stdout and stderr are
+// synchronous for files and pipes on Linux, so nothing written is lost.
+process.exit(await main(process.argv.slice(2)));

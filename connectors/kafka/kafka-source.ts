@@ -117,7 +117,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
     end() {
       if (ended) return;
       ended = true;
-      consumer.pause([{ topic: options.topic }]);
+      safely(() => consumer.pause([{ topic: options.topic }]));
       records.complete();
     },
     records$,
@@ -130,10 +130,10 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
       if (list.length > 0) await consumer.commitOffsets(list);
     },
     pause() {
-      consumer.pause([{ topic: options.topic }]);
+      safely(() => consumer.pause([{ topic: options.topic }]));
     },
     resume() {
-      consumer.resume([{ topic: options.topic }]);
+      safely(() => consumer.resume([{ topic: options.topic }]));
     },
     async stop() {
       if (stopped) return;
@@ -144,4 +144,17 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
       revoked.complete();
     },
   };
+}
+
+/**
+ * pause/resume throw while kafkajs is rejoining its group ("Consumer group was not
+ * initialized"); backpressure is advisory, so they must not take the process down. Fetching
+ * stops anyway once end() has completed records$.
+ */
+function safely(action: () => void): void {
+  try {
+    action();
+  } catch {
+    /* the consumer is between group generations; the next tick tries again */
+  }
 }

@@ -75,12 +75,30 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
   let output: SelectedTopic | undefined;
   if (run.source.kind === "kafka") {
     const { brokers, topic, group } = run.source;
+    const security = securityFromEnv();
     // Reconcile published files with the group's committed offsets before reading: a crash
     // between publish and commit must neither lose nor duplicate.
-    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...securityFromEnv() }).admin();
+    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
     await admin.connect();
     try {
-      const fetched = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      // Dead letters (and selected samples) need their topics: create them when missing.
+      const wanted = [run.source.dlqTopic ?? `${topic}.dlq`, run.source.outputTopic].filter(
+        (t): t is string => t !== undefined,
+      );
+      const existing = new Set(await retrying(() => admin.listTopics(), log));
+      const missing = wanted.filter((t) => !existing.has(t));
+      if (missing.length > 0) {
+        await retrying(
+          () =>
+            admin.createTopics({
+              topics: missing.map((t) => ({ topic: t, numPartitions: 1 })),
+              waitForLeaders: true,
+            }),
+          log,
+        );
+        log(`created topic(s) ${missing.join(", ")}`);
+      }
+      const fetched = await retrying(() => admin.fetchOffsets({ groupId: group, topics: [topic] }), log);
       const committed = new Map<string, string>();
       for (const p of fetched[0]?.partitions ?? [])
         if (Number(p.offset) >= 0) committed.set(`${topic}:${p.partition}`, p.offset);
@@ -89,22 +107,35 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
         (r) => r.resumeFrom !== undefined && r.resumeFrom !== r.committed,
       );
       if (moves.length > 0) {
-        await admin.setOffsets({
-          groupId: group,
-          topic,
-          partitions: moves.map((r) => ({ partition: r.partition, offset: r.resumeFrom as string })),
-        });
-        log(
-          `resumed past published files: ${moves.map((r) => `p${r.partition}@${r.resumeFrom}`).join(", ")}`,
-        );
+        try {
+          await admin.setOffsets({
+            groupId: group,
+            topic,
+            partitions: moves.map((r) => ({ partition: r.partition, offset: r.resumeFrom as string })),
+          });
+          log(
+            `resumed past published files: ${moves.map((r) => `p${r.partition}@${r.resumeFrom}`).join(", ")}`,
+          );
+        } catch (err) {
+          // Kafka refuses while the group has members (another instance, or one that crashed and
+          // has not timed out yet). Not needed for correctness: records re-read from the committed
+          // offset are recognised as published by the sink and only advance the commit.
+          log(
+            `could not move the group past published files (${(err as Error).message}); re-reading them instead`,
+          );
+        }
       }
     } finally {
       await admin.disconnect();
     }
-    source = await createKafkaSource({ brokers, topic, groupId: group });
-    deadLetters = await createDeadLetterTopic({ brokers, topic: run.source.dlqTopic ?? `${topic}.dlq` });
+    source = await createKafkaSource({ brokers, topic, groupId: group, ...security });
+    deadLetters = await createDeadLetterTopic({
+      brokers,
+      topic: run.source.dlqTopic ?? `${topic}.dlq`,
+      ...security,
+    });
     if (run.source.outputTopic)
-      output = await createSelectedTopic({ brokers, topic: run.source.outputTopic });
+      output = await createSelectedTopic({ brokers, topic: run.source.outputTopic, ...security });
   } else {
     await sink.reconcile(new Map());
     source = createFileSource(run.source.path);
@@ -277,6 +308,8 @@ export function registerCurateCommand(program: Command): void {
       "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",
     )
     .option("--metrics-host <host>", "address the metrics server binds to", "127.0.0.1")
+    .option("--rotate-rows <n>", "publish a partition's files at this many rows", "100000")
+    .option("--rotate-ms <ms>", "... or this long after their oldest row (publish latency)", "60000")
     .action(async (flags: CurateFlags) => {
       if (flags.mode !== "window" && flags.mode !== "continuous")
         throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
@@ -330,4 +363,23 @@ export function formatCurateStats(s: CurationStats & { out: string; modelId: str
     `${s.selected} selected, ${s.deadLettered} dead-lettered; ${s.commits} commit(s)\n` +
     `-> ${join(s.out, "selected")}, ${join(s.out, "scored")}, ${join(s.out, "manifest.jsonl")}`
   );
+}
+
+/** Runs a Kafka admin call again while the broker answers with a retriable error (a coordinator still loading). */
+async function retrying<T>(
+  call: () => Promise<T>,
+  log: (line: string) => void,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const retriable = (err as { retriable?: boolean }).retriable === true;
+      if (!retriable || Date.now() - started > timeoutMs) throw err;
+      log(`retrying (${attempt}): ${(err as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2_000)));
+    }
+  }
 }
