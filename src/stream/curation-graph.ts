@@ -16,7 +16,9 @@ import type { Scorer } from "../scoring/scoring-types.js";
 import type { CurationMetrics } from "./curation-metrics.js";
 import type { OffsetLedger } from "./offset-ledger.js";
 import { partitionKey } from "./offset-ledger.js";
+import { scoreWindows } from "./operators/score-windows.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
+import { writeDecisions } from "./operators/write-decisions.js";
 import { type ParsedRecord, type ParseRecordOptions, parseRawRecord } from "./parse-record.js";
 import type { DeadLetter, Decision, SampleRecord, ScoredRecord } from "./stream-types.js";
 
@@ -159,30 +161,27 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     filter((p): p is { ok: true; record: SampleRecord } => p.ok),
     map((p) => p.record),
     windowByCountOrTime<SampleRecord>(options.windowSize, options.windowMs),
-    concatMap(async (window): Promise<ScoredRecord[]> => {
-      const scores = await scorer.score(window.map((r) => r.sample));
+    scoreWindows(scorer, (window) => {
       stats.scored += window.length;
       stats.windows++;
       m?.scored.inc(window.length);
       m?.windows.inc();
-      return window.map((r, k) => ({ ...r, score: scores[k], modelId: scorer.id }));
     }),
     select,
-    concatMap(async (decisions) => {
-      const kept = decisions.filter(
-        (d) => !revoked.has(partitionKey(d.record.origin.topic, d.record.origin.partition)),
-      );
-      stats.droppedRevoked += decisions.length - kept.length;
-      stats.selected += kept.filter((d) => d.selected).length;
-      if (m) {
+    writeDecisions({
+      sink,
+      output: options.output,
+      isRevoked: (d) => revoked.has(partitionKey(d.record.origin.topic, d.record.origin.partition)),
+      onWritten: (kept, dropped) => {
+        stats.droppedRevoked += dropped;
+        stats.selected += kept.filter((d) => d.selected).length;
+        if (!m) return;
         const now = Date.now();
         for (const d of kept) {
           if (d.selected) m.selected.inc({ capability: d.pickedBy ?? "unknown" });
           m.decisionLatency.observe(Math.max(0, now - d.record.timestamp) / 1000);
         }
-      }
-      await sink.write(kept);
-      await options.output?.send(kept);
+      },
     }),
   );
 

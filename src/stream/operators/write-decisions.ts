@@ -1,0 +1,22 @@
+import { concatMap, type OperatorFunction } from "rxjs";
+import type { Decision } from "../stream-types.js";
+
+/** Where decisions go: the Parquet sink first (publishing decides), then the optional output topic. */
+export interface DecisionTargets {
+  sink: { write(decisions: readonly Decision[]): Promise<unknown> };
+  output?: { send(decisions: readonly Decision[]): Promise<void> };
+  /** decisions of partitions this instance no longer owns are dropped: their new owner decides them */
+  isRevoked?: (decision: Decision) => boolean;
+  onWritten?: (kept: readonly Decision[], dropped: number) => void;
+}
+
+/** Hands each batch of decisions to the sink (and output topic), in order, one batch at a time. */
+export function writeDecisions(targets: DecisionTargets): OperatorFunction<Decision[], Decision[]> {
+  return concatMap(async (decisions) => {
+    const kept = targets.isRevoked ? decisions.filter((d) => !targets.isRevoked?.(d)) : decisions;
+    await targets.sink.write(kept);
+    await targets.output?.send(kept);
+    targets.onWritten?.(kept, decisions.length - kept.length);
+    return kept;
+  });
+}
