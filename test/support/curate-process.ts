@@ -4,17 +4,14 @@
  *
  * - `ensureBuilt()` compiles dist/ (tsconfig.build.json) when a source file is newer than the
  *   compiled CLI; `npm test` builds first, so in CI this is a no-op.
- * - `startCurate(options)` spawns `node bin/mmssr.js curate ...`. With `rotateRows` or
- *   `rotateMs` it spawns instead a few lines of node that call the same `runCurate` with
- *   those rotation triggers (the CLI has no flags for them and publishes only when it drains;
- *   a test of crash safety needs files published, and offsets committed, mid-run).
+ * - `startCurate(options)` spawns `node bin/mmssr.js curate ...`, with --rotate-rows /
+ *   --rotate-ms when given (a test of crash safety needs files published, and offsets
+ *   committed, mid-run, not only when the run drains).
  * - `publishedRows(dir)` reads DIR/manifest.jsonl: how far the scored log has grown, the
  *   thing to waitFor before a kill.
  */
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -110,82 +107,36 @@ export interface CurateProcess {
   kill(signal?: NodeJS.Signals): Promise<CurateExit>;
 }
 
-// runCurate with rotation triggers: the options come as JSON in MMSSR_TEST_CURATE.
-const ROTATING_CURATOR = `
-const run = JSON.parse(process.env.MMSSR_TEST_CURATE);
-const { runCurate, formatCurateStats } = await import(run.module);
-try {
-  const stats = await runCurate(run.options);
-  process.stdout.write(formatCurateStats(stats) + "\\n");
-  if (process.env.MMSSR_TEST_HANDLES)
-    setTimeout(() => {
-      for (const h of process._getActiveHandles())
-        process.stderr.write("active handle: " + (h?.constructor?.name ?? typeof h) + " " + (h?.remoteAddress ? h.remoteAddress + ":" + h.remotePort : "") + (h?._onTimeout ? String(h._onTimeout).slice(0, 300) : "") + "\\n");
-    }, 5000).unref();
-} catch (err) {
-  process.stderr.write("mmssr curate (rotating): " + (err && err.stack ? err.stack : String(err)) + "\\n");
-  process.exitCode = 1;
-}
-`;
-
-let rotatingScript: string | undefined;
-/** ROTATING_CURATOR in a file (node's -e would pass --input-type on to the inference workers) */
-function rotatingCurator(): string {
-  if (!rotatingScript) {
-    const d = mkdtempSync(join(tmpdir(), "mmssr-curate-process-"));
-    rotatingScript = join(d, "rotating-curator.mjs");
-    writeFileSync(rotatingScript, ROTATING_CURATOR);
-  }
-  return rotatingScript;
-}
-
 export function startCurate(o: CurateProcessOptions): CurateProcess {
   const ratio = o.ratio ?? 0.2;
   const windowSize = o.windowSize ?? 1000;
   const windowMs = o.windowMs ?? 1500;
   const untilIdle = o.untilIdle ?? 3;
-  const rotating = o.rotateRows !== undefined || o.rotateMs !== undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
-  let args: string[];
-  if (rotating) {
-    env.MMSSR_TEST_CURATE = JSON.stringify({
-      module: new URL(`file://${join(REPO, "dist", "src", "cli", "commands", "curate-command.js")}`).href,
-      options: {
-        source: { kind: "kafka", brokers: o.brokers, topic: o.topic, group: o.group, dlqTopic: o.dlqTopic },
-        out: o.out,
-        select: { ratio, threshold: 0 },
-        windowSize,
-        windowMs,
-        idleMs: untilIdle * 1000,
-        rotateRows: o.rotateRows,
-        rotateMs: o.rotateMs,
-      },
-    });
-    args = [rotatingCurator()];
-  } else {
-    args = [
-      CLI,
-      "curate",
-      "--brokers",
-      o.brokers.join(","),
-      "--topic",
-      o.topic,
-      "--group",
-      o.group,
-      "--out",
-      o.out,
-      "--dlq-topic",
-      o.dlqTopic,
-      "--ratio",
-      String(ratio),
-      "--window-size",
-      String(windowSize),
-      "--window-ms",
-      String(windowMs),
-      "--until-idle",
-      String(untilIdle),
-    ];
-  }
+  const args = [
+    CLI,
+    "curate",
+    "--brokers",
+    o.brokers.join(","),
+    "--topic",
+    o.topic,
+    "--group",
+    o.group,
+    "--out",
+    o.out,
+    "--dlq-topic",
+    o.dlqTopic,
+    "--ratio",
+    String(ratio),
+    "--window-size",
+    String(windowSize),
+    "--window-ms",
+    String(windowMs),
+    "--until-idle",
+    String(untilIdle),
+  ];
+  if (o.rotateRows !== undefined) args.push("--rotate-rows", String(o.rotateRows));
+  if (o.rotateMs !== undefined) args.push("--rotate-ms", String(o.rotateMs));
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
   const chunks: string[] = [];
   child.stdout.setEncoding("utf8").on("data", (s: string) => chunks.push(s));
