@@ -99,3 +99,15 @@ export function ioError(path: string, cause: unknown): MmssrError {
     { retriable: code !== undefined && RETRIABLE_FS_CODES.has(code), cause },
   );
 }
+
+/** Writes a whole file atomically (temp + fsync + rename), removing the temp file on failure. */
+export async function writeFileAtomic(path: string, content: string | Uint8Array): Promise<void> {
+  const file = new AtomicFile(path);
+  try {
+    await file.write(content);
+    await file.commit();
+  } catch (err) {
+    await file.abort();
+    throw err;
+  }
+}

@@ -1,4 +1,4 @@
-import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from "kafkajs";
+import { type Admin, Kafka, type KafkaConfig, logLevel, type SASLOptions } from "kafkajs";
 
 /**
  * Connection options shared by every Kafka component (source, dead letters, produce). SSL and
@@ -68,4 +68,15 @@ export function securityFromEnv(
   const username = env.MMSSR_KAFKA_SASL_USERNAME ?? "";
   const password = env.MMSSR_KAFKA_SASL_PASSWORD ?? "";
   return { ssl, sasl: { mechanism, username, password } as SASLOptions };
+}
+
+/** Creates the topics that do not exist yet (topic auto-creation is off on our brokers); returns those created. */
+export async function ensureTopics(
+  admin: Admin,
+  topics: readonly { topic: string; numPartitions: number }[],
+): Promise<string[]> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topics.filter((t) => !existing.has(t.topic));
+  if (missing.length > 0) await admin.createTopics({ topics: [...missing], waitForLeaders: true });
+  return missing.map((t) => t.topic);
 }

@@ -7,7 +7,12 @@ import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file
 import { createFileSource } from "../../../connectors/files/file-source.js";
 import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
 import { createDeadLetterTopic } from "../../../connectors/kafka/dead-letter-topic.js";
-import { createKafka, parseBrokers, securityFromEnv } from "../../../connectors/kafka/kafka-client.js";
+import {
+  createKafka,
+  ensureTopics,
+  parseBrokers,
+  securityFromEnv,
+} from "../../../connectors/kafka/kafka-client.js";
 import { createKafkaSource, type Source } from "../../../connectors/kafka/kafka-source.js";
 import { createSelectedTopic, type SelectedTopic } from "../../../connectors/kafka/selected-topic.js";
 import { createCurationSink } from "../../../connectors/sink/curation-sink.js";
@@ -85,19 +90,15 @@ export async function runCurate(run: CurateRun): Promise<CurationStats & { out: 
       const wanted = [run.source.dlqTopic ?? `${topic}.dlq`, run.source.outputTopic].filter(
         (t): t is string => t !== undefined,
       );
-      const existing = new Set(await retrying(() => admin.listTopics(), log));
-      const missing = wanted.filter((t) => !existing.has(t));
-      if (missing.length > 0) {
-        await retrying(
-          () =>
-            admin.createTopics({
-              topics: missing.map((t) => ({ topic: t, numPartitions: 1 })),
-              waitForLeaders: true,
-            }),
-          log,
-        );
-        log(`created topic(s) ${missing.join(", ")}`);
-      }
+      const created = await retrying(
+        () =>
+          ensureTopics(
+            admin,
+            wanted.map((t) => ({ topic: t, numPartitions: 1 })),
+          ),
+        log,
+      );
+      if (created.length > 0) log(`created topic(s) ${created.join(", ")}`);
       const fetched = await retrying(() => admin.fetchOffsets({ groupId: group, topics: [topic] }), log);
       const committed = new Map<string, string>();
       for (const p of fetched[0]?.partitions ?? [])

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import type { Command } from "commander";
-import { createKafka, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import { createKafka, ensureTopics, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { syntheticSamples } from "../../../models/synthetic-samples.js";
 import { packageRoot } from "../../util/package-root.js";
 import { parseIntegerFlag, parseNumberFlag } from "../cli-errors.js";
@@ -62,13 +62,10 @@ export function registerDemoCommand(program: Command): void {
           const admin = kafka.admin();
           await admin.connect();
           try {
-            await admin.createTopics({
-              topics: [
-                { topic, numPartitions: 3 },
-                { topic: `${topic}.dlq`, numPartitions: 1 },
-              ],
-              waitForLeaders: true,
-            });
+            await ensureTopics(admin, [
+              { topic, numPartitions: 3 },
+              { topic: `${topic}.dlq`, numPartitions: 1 },
+            ]);
           } finally {
             await admin.disconnect();
           }

@@ -1,6 +1,11 @@
 import type { Command } from "commander";
 import { countSampleRecords, readSampleRecords } from "../../../connectors/files/sample-reader.js";
-import { createKafka, parseBrokers, securityFromEnv } from "../../../connectors/kafka/kafka-client.js";
+import {
+  createKafka,
+  ensureTopics,
+  parseBrokers,
+  securityFromEnv,
+} from "../../../connectors/kafka/kafka-client.js";
 import { parseIntegerFlag, usageError } from "../cli-errors.js";
 
 interface ProduceFlags {
@@ -35,12 +40,7 @@ export function registerProduceCommand(program: Command): void {
       const admin = kafka.admin();
       await admin.connect();
       try {
-        const existing = await admin.listTopics();
-        if (!existing.includes(flags.topic))
-          await admin.createTopics({
-            topics: [{ topic: flags.topic, numPartitions: partitions }],
-            waitForLeaders: true,
-          });
+        await ensureTopics(admin, [{ topic: flags.topic, numPartitions: partitions }]);
       } finally {
         await admin.disconnect();
       }

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { AtomicFile } from "../../../connectors/files/atomic-file.js";
+import { writeFileAtomic } from "../../../connectors/files/atomic-file.js";
 import { poolFormatOf, readScoredPool, writeScoredPool } from "../../../connectors/scored-pool-io.js";
 import { MmssrError } from "../../domain/errors.js";
 import { bucketName, CAPABILITY_IDS, type CapabilityId, STYLES } from "../../domain/taxonomy.js";
@@ -117,14 +117,5 @@ export async function runSelect(run: RunSelectOptions): Promise<void> {
   process.stdout.write(
     `read ${(t1 - t0).toFixed(0)} ms, select ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms -> ${out}\n`,
   );
-  if (summaryJson) {
-    const file = new AtomicFile(summaryJson);
-    try {
-      await file.write(`${JSON.stringify(summary, null, 2)}\n`);
-      await file.commit();
-    } catch (err) {
-      await file.abort();
-      throw err;
-    }
-  }
+  if (summaryJson) await writeFileAtomic(summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
 }

@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { AtomicFile } from "../../../connectors/files/atomic-file.js";
+import { writeFileAtomic } from "../../../connectors/files/atomic-file.js";
 import type { Sample } from "../../domain/sample.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, NUM_STYLES, STYLES } from "../../domain/taxonomy.js";
 import { tieHash } from "../../selection/tie-break.js";
@@ -137,9 +137,9 @@ export async function fitModel(
   } as ModelManifest;
 
   await mkdir(options.outDir, { recursive: true });
-  await writeAtomic(join(options.outDir, onnxFile), onnxBytes);
-  await writeAtomic(join(options.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
-  await writeAtomic(
+  await writeFileAtomic(join(options.outDir, onnxFile), onnxBytes);
+  await writeFileAtomic(join(options.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFileAtomic(
     join(options.outDir, "MODEL_CARD.md"),
     modelCard(manifest, fidelity, subsetFidelity, trainRows.length, holdRows.length, weights, options),
   );
@@ -151,17 +151,6 @@ export async function fitModel(
     holdoutSize: holdRows.length,
     weights,
   };
-}
-
-async function writeAtomic(path: string, content: string | Uint8Array): Promise<void> {
-  const file = new AtomicFile(path);
-  try {
-    await file.write(content);
-    await file.commit();
-  } catch (err) {
-    await file.abort();
-    throw err;
-  }
 }
 
 const f3 = (v: number): string => (Number.isNaN(v) ? "-" : v.toFixed(3));
