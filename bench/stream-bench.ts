@@ -48,9 +48,9 @@ import type { Admin, Consumer, EachBatchPayload, Producer } from "kafkajs";
 import sharp from "sharp";
 import { createKafka, parseBrokers } from "../connectors/kafka/kafka-client.js";
 import { openParquet, parquetBatches } from "../connectors/parquet/parquet-batches.js";
-import { readManifest } from "../connectors/sink/sink-manifest.js";
+import { readPublishedEntries } from "../connectors/sink/shared-output.js";
 import { syntheticSamples } from "../models/synthetic-samples.js";
-import { runCurate } from "../src/cli/commands/curate-command.js";
+import { runCurate } from "../src/app/curator.js";
 import type { Sample } from "../src/domain/sample.js";
 
 const args = process.argv.slice(2);
@@ -154,7 +154,7 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
     let watching = true;
     const watch = (async () => {
       while (watching) {
-        const { entries } = await readManifest(spec.out).catch(() => ({ entries: [] }));
+        const entries = await readPublishedEntries(spec.out).catch(() => []);
         if (entries.reduce((a, e) => a + (e.kind === "scored" ? e.rows : 0), 0) >= spec.n) {
           process.kill(process.pid, "SIGTERM");
           return;
@@ -180,7 +180,7 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
     const tReturned = Date.now();
     watching = false;
     await watch;
-    const { entries } = await readManifest(spec.out);
+    const entries = await readPublishedEntries(spec.out);
     // done = the last file of the rotation that completes n scored rows is in place (mtime)
     const writtenBySeq = new Map<number, number>();
     for (const e of entries) {
@@ -573,7 +573,7 @@ async function latency(
   const achieved = produced / ((Date.now() - t0) / 1000);
   process.stderr.write(`[latency] produced ${produced} (${fmt(achieved)}/s); waiting for the curator ...\n`);
   const e2e = await run.result;
-  const { entries } = await readManifest(out);
+  const entries = await readPublishedEntries(out);
   // a rotation = the entries of one seq (its scored file, then its selected file if any): it is
   // published when the last of its files is in place (their manifest lines follow in one fsync)
   const writtenBySeq = new Map<number, number>();

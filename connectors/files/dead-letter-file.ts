@@ -1,5 +1,5 @@
 import { open } from "node:fs/promises";
-import type { DeadLetterSink } from "../kafka/dead-letter-topic.js";
+import type { DeadLetterSink } from "../../src/stream/ports.js";
 
 /**
  * Dead letters of a file source: appended to a JSONL file with their reason and origin, the

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, styleNamesOfMask } from "../../src/domain/taxonomy.js";
 import { parseScoredRow, type ScoredPool, ScoredPoolBuilder } from "../../src/pool/scored-pool.js";
-import { AtomicFile } from "./atomic-file.js";
+import { AtomicFile } from "../../src/util/atomic-file.js";
 
 /** How many bad rows a read reports before it stops: enough to see a pattern, not a flood. */
 const MAX_REPORTED_ERRORS = 20;

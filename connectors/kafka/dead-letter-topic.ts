@@ -1,4 +1,5 @@
 import type { Producer } from "kafkajs";
+import type { DeadLetterSink } from "../../src/stream/ports.js";
 import type { DeadLetter } from "../../src/stream/stream-types.js";
 import { createKafka, type KafkaConnectionOptions } from "./kafka-client.js";
 
@@ -10,12 +11,6 @@ export const DEAD_LETTER_HEADERS = {
   partition: "mmssr-origin-partition",
   offset: "mmssr-origin-offset",
 } as const;
-
-export interface DeadLetterSink {
-  /** resolves once the broker has acknowledged every letter (acks = all) */
-  send(letters: readonly DeadLetter[]): Promise<void>;
-  close(): Promise<void>;
-}
 
 /**
  * Dead letters go to a topic (default <topic>.dlq) unchanged (key and value as received),

@@ -1,12 +1,9 @@
 import type { Producer } from "kafkajs";
 import { CAPABILITY_IDS } from "../../src/domain/taxonomy.js";
-import type { Decision } from "../../src/stream/stream-types.js";
+import type { DecisionOutput } from "../../src/stream/ports.js";
 import { createKafka, type KafkaConnectionOptions } from "./kafka-client.js";
 
-export interface SelectedTopic {
-  send(decisions: readonly Decision[]): Promise<void>;
-  close(): Promise<void>;
-}
+export type SelectedTopic = DecisionOutput;
 
 /**
  * Optional output topic of selected samples, for training jobs that read Kafka rather than

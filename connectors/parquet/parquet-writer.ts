@@ -15,7 +15,7 @@ import { Worker } from "node:worker_threads";
 import { type RecordBatch, Table, tableToIPC } from "apache-arrow";
 import type * as pw from "parquet-wasm";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
-import { AtomicFile, ioError } from "../files/atomic-file.js";
+import { AtomicFile, ioError } from "../../src/util/atomic-file.js";
 
 export type ParquetCompression = "zstd" | "snappy" | "gzip" | "uncompressed";
 

@@ -1,44 +1,44 @@
 /**
- * The curation sink: decisions in, Parquet files out, published atomically and recorded in a
- * manifest (layout, names and crash recovery: sink-manifest.ts; columns: decision-rows.ts).
+ * The curation sink: decisions in, Parquet files out (layout and names: sink-manifest.ts;
+ * columns: decision-rows.ts). It writes files and reports what it published; what may be
+ * published, and when it counts as decided, is the partition owner's (the `gate`).
  *
  * Per partition, decisions gather in memory until a rotation trigger fires: `rotateRows` rows,
  * `rotateBytes` estimated uncompressed bytes, or `rotateMs` since the partition's oldest
  * pending row. A rotation writes the scored file (every decision) and the selected file (the
- * selected ones, when any), each under a temporary name, fsynced and renamed (scored first),
- * then appends their manifest lines in one fsynced write, and only then reports the rotation's
- * origins as decided (to the OffsetLedger given, and to `onPublish`). The Kafka commit that
- * follows can therefore never pass a record whose decision is not durable.
+ * selected ones, when any) under DIR/tmp/<instance>/, fsynced; then the gate runs its commit
+ * point: rename both into place and append their manifest lines in one fsynced write. Only
+ * then is `onPublish` told. A gate that says "given-up" (the partition moved) drops the rows;
+ * "retry" keeps them for the next trigger.
  *
- * The sink is idempotent: a decision for an offset already published (a record re-read after a
- * crash or a rebalance) or already pending is dropped, and reported decided at once when it is
- * published. Publishing is serialised: write, tick and flush may be called without waiting, but
- * callers should await write for backpressure. Memory: at most rotateBytes (estimated) of
- * pending rows per partition.
+ * Publishing is serialised: write, tick and flush may be called without waiting, but callers
+ * should await write for backpressure. Memory: at most rotateBytes (estimated) of pending rows
+ * per partition.
  */
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { rename, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
-import { type OffsetLedger, partitionKey } from "../../src/stream/offset-ledger.js";
-import type { Decision, Origin } from "../../src/stream/stream-types.js";
+import { partitionKey } from "../../src/stream/offset-ledger.js";
+import type { CurationSink, Publication, PublishGate } from "../../src/stream/ports.js";
+import type { Decision } from "../../src/stream/stream-types.js";
+import { ioError } from "../../src/util/atomic-file.js";
 import { writeParquetFile } from "../parquet/parquet-writer.js";
 import { estimateRowBytes, scoredBatch, selectedBatch } from "./decision-rows.js";
+import type { SharedOutput } from "./shared-output.js";
 import {
   type FileKind,
   fileName,
   type ManifestEntry,
   ManifestWriter,
-  OffsetRanges,
-  type PartitionResume,
-  type RecoveryReport,
-  reconcile,
-  recoverSinkDir,
   sha256File,
+  syncDir,
 } from "./sink-manifest.js";
 
 export interface CurationSinkOptions {
-  /** output directory: DIR/selected, DIR/scored, DIR/manifest.jsonl */
-  dir: string;
+  /** the output location (DIR/selected, DIR/scored, DIR/manifests/<instance>.jsonl) */
+  output: SharedOutput;
+  /** runs each rotation's commit point, or refuses it (the partition owner's gate) */
+  gate: PublishGate;
   /** rotate a partition's files at this many decided rows (default 100_000) */
   rotateRows?: number;
   /** ... or at this many estimated uncompressed bytes (default 256 MiB) */
@@ -51,8 +51,6 @@ export interface CurationSinkOptions {
   now?: () => number;
   /** run the time trigger on a timer (default true); otherwise call tick() */
   timer?: boolean;
-  /** told of every decided origin once it is published (and of re-read, already published ones) */
-  ledger?: OffsetLedger;
   /** called after each rotation's manifest lines are durable */
   onPublish?: (p: Publication) => void;
   /** hash published files into the manifest (default true) */
@@ -61,65 +59,35 @@ export interface CurationSinkOptions {
   rowGroupSize?: number;
 }
 
-export interface PublishedFile {
-  /** absolute path */
-  path: string;
-  /** manifest entry (file relative to dir) */
-  entry: ManifestEntry;
-}
-
-export interface Publication {
-  files: PublishedFile[];
-  /** origins whose decisions these files hold (committable once the ledger knows) */
-  decided: Origin[];
-}
-
 export interface SinkStats {
   pendingRows: number;
   publishedFiles: number;
   publishedRows: { selected: number; scored: number };
-  /** decisions dropped because their offset was already published or pending */
-  duplicatesDropped: number;
+  /** rows dropped because their partition moved before they were published */
+  givenUpRows: number;
+  /** rotations whose ownership could not be proved at once (tried again) */
+  retries: number;
 }
 
-export interface CurationSink {
-  readonly dir: string;
-  /** what recovery found and did when the sink opened */
-  readonly recovery: RecoveryReport;
-  /**
-   * Per partition key: resume offset and already-published offsets, given the group's
-   * committed offsets. Also primes the sink's duplicate filter with them.
-   */
-  reconcile(committed: ReadonlyMap<string, string>): Promise<Map<string, PartitionResume>>;
-  /** Adds decisions; publishes the partitions whose rows/bytes/time trigger fired. */
-  write(decisions: readonly Decision[]): Promise<PublishedFile[]>;
+export interface FileSink extends CurationSink {
   /** Publishes the partitions whose time trigger fired (the timer calls it). */
-  tick(): Promise<PublishedFile[]>;
-  /** Publishes everything pending (or only the given partition keys). */
-  flush(partitions?: Iterable<string>): Promise<PublishedFile[]>;
-  /** Offsets below these were committed: forget them in the duplicate filter. */
-  committed(offsets: ReadonlyMap<string, string>): void;
-  /** Partitions revoked: their pending rows are dropped (call flush first to keep them). */
-  revoke(partitions: Iterable<string>): void;
+  tick(): Promise<void>;
   stats(): SinkStats;
-  /** Flushes, stops the timer, closes the manifest. */
-  close(): Promise<void>;
-  /** Stops without publishing what is pending (as a crash would: those records are re-read). */
-  abort(): Promise<void>;
 }
 
 interface Pending {
   topic: string;
   partition: number;
+  generation: number;
   decisions: Decision[];
   offsets: Set<string>;
   bytes: number;
   since: number;
 }
 
-/** Opens DIR (recovering it after a crash, see sink-manifest.ts) and returns the sink. */
-export async function createCurationSink(options: CurationSinkOptions): Promise<CurationSink> {
-  const dir = options.dir;
+export async function createCurationSink(options: CurationSinkOptions): Promise<FileSink> {
+  const { output, gate } = options;
+  const dir = output.dir;
   const rotateRows = options.rotateRows ?? 100_000;
   const rotateBytes = options.rotateBytes ?? 256 * 1024 * 1024;
   const rotateMs = options.rotateMs ?? 60_000;
@@ -127,24 +95,19 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
     throw new MmssrError(ERROR_CODES.BAD_OPTIONS, "rotateRows, rotateBytes and rotateMs must be positive");
   const now = options.now ?? Date.now;
   const hash = options.sha256 ?? true;
-
-  const recovery = await recoverSinkDir(dir);
-  const manifest = await ManifestWriter.open(dir);
-  let seq = recovery.maxSeq;
+  const manifest = await ManifestWriter.open(output.manifestPath);
+  let seq = 0;
 
   const pending = new Map<string, Pending>();
-  /** per partition: offsets published and not yet known committed */
-  const published = new Map<string, OffsetRanges>();
   const stats: SinkStats = {
     pendingRows: 0,
     publishedFiles: 0,
     publishedRows: { selected: 0, scored: 0 },
-    duplicatesDropped: 0,
+    givenUpRows: 0,
+    retries: 0,
   };
   let chain: Promise<unknown> = Promise.resolve();
   let closed = false;
-  /** a rotation whose files are in place but whose manifest lines failed to append */
-  let unrecorded: { files: PublishedFile[]; decided: Origin[] } | undefined;
 
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = chain.then(fn, fn);
@@ -152,21 +115,8 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
     return run;
   };
 
-  const announce = (p: Publication): void => {
-    if (options.ledger) for (const o of p.decided) options.ledger.decided(o);
-    options.onPublish?.(p);
-  };
-
-  const record = async (p: Publication): Promise<void> => {
-    await manifest.append(p.files.map((f) => f.entry));
-    for (const f of p.files) {
-      stats.publishedFiles++;
-      stats.publishedRows[f.entry.kind] += f.entry.rows;
-    }
-    announce(p);
-  };
-
-  const publish = async (group: Pending): Promise<PublishedFile[]> => {
+  /** One rotation: files in tmp, then the gate; true when it is done with the group (published or given up). */
+  const publish = async (group: Pending): Promise<boolean> => {
     // rows in offset order (one BigInt per row, not per comparison)
     const decisions = group.decisions
       .map((d) => ({ d, o: BigInt(d.record.origin.offset) }))
@@ -174,11 +124,10 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
       .map((x) => x.d);
     const firstOffset = decisions[0].record.origin.offset;
     const lastOffset = decisions[decisions.length - 1].record.origin.offset;
-    const mySeq = ++seq;
     const chosen = decisions.filter((d) => d.selected);
+    const files: { kind: FileKind; tmp: string; final: string; entry: ManifestEntry }[] = [];
+    const mySeq = seq + 1;
     const publishedAt = new Date(now()).toISOString();
-    const written: string[] = [];
-    const files: PublishedFile[] = [];
     const put = async (kind: FileKind, rows: readonly Decision[]): Promise<void> => {
       const name = fileName({
         kind,
@@ -186,88 +135,107 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
         partition: group.partition,
         firstOffset,
         lastOffset,
-        seq: mySeq,
       });
-      const path = join(dir, kind, name);
-      const batch = kind === "scored" ? scoredBatch(rows) : selectedBatch(rows);
-      const bytes = await writeParquetFile(path, [batch], {
-        plainColumns: ["id"],
-        rowGroupSize: options.rowGroupSize,
-      });
-      written.push(path);
-      // after the rename nothing may fail (a reader may hold the file): a hash is optional
-      const sha256 = hash ? await sha256File(path).catch(() => undefined) : undefined;
-      files.push({
-        path,
-        entry: {
-          file: `${kind}/${name}`,
-          kind,
-          topic: group.topic,
-          partition: group.partition,
-          firstOffset,
-          lastOffset,
-          rows: rows.length,
-          decided: decisions.length,
-          bytes,
-          ...(sha256 ? { sha256 } : {}),
-          publishedAt,
-          seq: mySeq,
+      const tmp = join(output.tmpDir, name);
+      const bytes = await writeParquetFile(
+        tmp,
+        [kind === "scored" ? scoredBatch(rows) : selectedBatch(rows)],
+        {
+          plainColumns: ["id"],
+          rowGroupSize: options.rowGroupSize,
         },
-      });
+      );
+      files.push({ kind, tmp, final: join(dir, kind, name), entry: {} as ManifestEntry });
+      const sha256 = hash ? await sha256File(tmp) : undefined;
+      files[files.length - 1].entry = {
+        file: `${kind}/${name}`,
+        kind,
+        topic: group.topic,
+        partition: group.partition,
+        firstOffset,
+        lastOffset,
+        rows: rows.length,
+        decided: decisions.length,
+        bytes,
+        ...(sha256 ? { sha256 } : {}),
+        publishedAt,
+        seq: mySeq,
+        instance: output.instanceId,
+        generation: group.generation,
+      };
+    };
+    const dropTemps = async (): Promise<void> => {
+      for (const f of files) await rm(f.tmp, { force: true }).catch(() => {});
     };
     try {
-      await put("scored", decisions); // scored first: see the publishing order in sink-manifest.ts
+      await put("scored", decisions);
       if (chosen.length > 0) await put("selected", chosen);
     } catch (err) {
-      // Nothing of this rotation was recorded: take back what appeared and keep the rows pending.
-      // A selected file is the last thing written, so a failure never follows its rename.
-      for (const p of written) await rm(p, { force: true }).catch(() => {});
-      seq--;
+      await dropTemps();
       throw err;
     }
-    const decided = decisions.map((d) => d.record.origin);
-    const key = partitionKey(group.topic, group.partition);
-    let ranges = published.get(key);
-    if (!ranges) {
-      ranges = new OffsetRanges();
-      published.set(key, ranges);
-    }
-    for (const o of decided) ranges.add(BigInt(o.offset));
-    try {
-      await record({ files, decided });
-    } catch (err) {
-      unrecorded = { files, decided };
+    const verdict = await gate(
+      { topic: group.topic, partition: group.partition },
+      group.generation,
+      async () => {
+        const renamed: string[] = [];
+        try {
+          // scored first: a selected row is never visible without its scored row
+          for (const f of files) {
+            await rename(f.tmp, f.final);
+            renamed.push(f.final);
+          }
+          for (const kind of new Set(files.map((f) => dirname(f.final)))) await syncDir(kind);
+          await manifest.append(files.map((f) => f.entry));
+        } catch (err) {
+          // not published (no manifest line): take the files back while the lock is still held
+          for (const p of renamed) await rm(p, { force: true }).catch(() => {});
+          throw err instanceof MmssrError ? err : ioError(dir, err);
+        }
+      },
+    ).catch(async (err) => {
+      await dropTemps();
       throw err;
+    });
+    if (verdict !== "published") {
+      await dropTemps();
+      if (verdict === "retry") {
+        stats.retries++;
+        return false;
+      }
+      stats.givenUpRows += decisions.length;
+      return true;
     }
-    return files;
+    seq = mySeq;
+    for (const f of files) {
+      stats.publishedFiles++;
+      stats.publishedRows[f.kind] += f.entry.rows;
+    }
+    options.onPublish?.({
+      topic: group.topic,
+      partition: group.partition,
+      generation: group.generation,
+      offsets: decisions.map((d) => d.record.origin.offset),
+      selected: chosen.length,
+      files: files.map((f) => f.entry.file),
+    });
+    return true;
   };
 
-  /** Publishes the given pending groups (removed from `pending` first, restored on failure). */
-  const publishGroups = async (groups: Pending[]): Promise<PublishedFile[]> => {
-    const out: PublishedFile[] = [];
-    if (unrecorded) {
-      const u = unrecorded;
-      await record(u);
-      unrecorded = undefined;
-      out.push(...u.files);
-    }
+  /** Publishes the given groups (removed from `pending` first; put back when not done). */
+  const publishGroups = async (groups: Pending[]): Promise<void> => {
     for (let i = 0; i < groups.length; i++) {
       const g = groups[i];
+      let done: boolean;
       try {
-        out.push(...(await publish(g)));
-        stats.pendingRows -= g.decisions.length;
+        done = await publish(g);
       } catch (err) {
-        if (unrecorded === undefined) {
-          // put this group and the ones after it back in front of what arrived since
-          for (const rest of groups.slice(i)) restore(rest);
-        } else {
-          stats.pendingRows -= g.decisions.length;
-          for (const rest of groups.slice(i + 1)) restore(rest);
-        }
+        for (const rest of groups.slice(i)) restore(rest);
         throw err;
       }
+      if (done) stats.pendingRows -= g.decisions.length;
+      else restore(g);
     }
-    return out;
   };
 
   const restore = (g: Pending): void => {
@@ -275,6 +243,14 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
     const cur = pending.get(key);
     if (!cur) {
       pending.set(key, g);
+      return;
+    }
+    if (cur.generation !== g.generation) {
+      // the partition was given up and assigned again meanwhile: the older rows are not ours
+      const [older, newer] = cur.generation < g.generation ? [cur, g] : [g, cur];
+      stats.pendingRows -= older.decisions.length;
+      stats.givenUpRows += older.decisions.length;
+      pending.set(key, newer);
       return;
     }
     cur.decisions = [...g.decisions, ...cur.decisions];
@@ -296,25 +272,24 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
     return out;
   };
 
-  const sink: CurationSink = {
-    dir,
-    recovery,
+  const discardKey = (key: string): void => {
+    const g = take(key);
+    if (!g) return;
+    stats.pendingRows -= g.decisions.length;
+    stats.givenUpRows += g.decisions.length;
+  };
 
-    async reconcile(committed) {
-      const resume = await reconcile(dir, recovery.entries, committed);
-      for (const [key, r] of resume) {
-        const ranges = published.get(key) ?? new OffsetRanges();
-        for (const [lo, hi] of r.published.ranges) ranges.add(lo, hi);
-        published.set(key, ranges);
-      }
-      return resume;
+  const sink: FileSink = {
+    dir,
+
+    get pendingRows() {
+      return stats.pendingRows;
     },
 
     write(decisions) {
       if (closed) return Promise.reject(new MmssrError(ERROR_CODES.INTERNAL, "write after close"));
       // Gather synchronously (order of calls = order of rows), publish in the serial chain.
       const ready: Pending[] = [];
-      const alreadyOut: Origin[] = [];
       const alien =
         options.modelId === undefined
           ? undefined
@@ -328,17 +303,19 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
         );
       for (const d of decisions) {
         const origin = d.record.origin;
+        const generation = d.record.generation ?? 0;
         const key = partitionKey(origin.topic, origin.partition);
-        if (published.get(key)?.has(BigInt(origin.offset))) {
-          stats.duplicatesDropped++;
-          alreadyOut.push(origin);
-          continue;
-        }
         let g = pending.get(key);
+        if (g && g.generation !== generation) {
+          if (g.generation > generation) continue; // a stale decision: its partition was given up
+          discardKey(key);
+          g = undefined;
+        }
         if (!g) {
           g = {
             topic: origin.topic,
             partition: origin.partition,
+            generation,
             decisions: [],
             offsets: new Set(),
             bytes: 0,
@@ -346,17 +323,13 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
           };
           pending.set(key, g);
         }
-        if (g.offsets.has(origin.offset)) {
-          stats.duplicatesDropped++;
-          continue;
-        }
+        if (g.offsets.has(origin.offset)) continue; // decided twice within one generation: keep the first
         g.offsets.add(origin.offset);
         g.decisions.push(d);
         g.bytes += estimateRowBytes(d, false) + (d.selected ? estimateRowBytes(d, true) : 0);
         stats.pendingRows++;
         if (g.decisions.length >= rotateRows || g.bytes >= rotateBytes) ready.push(take(key) as Pending);
       }
-      if (alreadyOut.length > 0) announce({ files: [], decided: alreadyOut });
       return serial(() => publishGroups([...ready, ...dueByTime()]));
     },
 
@@ -376,16 +349,8 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
       });
     },
 
-    committed(offsets) {
-      for (const [key, c] of offsets) published.get(key)?.pruneBelow(BigInt(c));
-    },
-
-    revoke(partitions) {
-      for (const key of partitions) {
-        const g = take(key);
-        if (g) stats.pendingRows -= g.decisions.length;
-        published.delete(key);
-      }
+    discard(partitions) {
+      for (const key of partitions) discardKey(key);
     },
 
     stats() {
@@ -411,6 +376,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
         closed = true;
         await chain;
         await manifest.close();
+        await rm(output.tmpDir, { recursive: true, force: true }).catch(() => {});
       }
     },
   };

@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   MODEL_INVALID: "MMSSR_MODEL_INVALID",
   /** Running a model failed (ONNX Runtime error, crashed inference worker, provider failed to load). */
   INFERENCE: "MMSSR_INFERENCE",
+  /** A partition lock of a shared output location stayed held past its wait limit. */
+  LOCK_TIMEOUT: "MMSSR_LOCK_TIMEOUT",
   /** A bug: an invariant of our own code does not hold. */
   INTERNAL: "MMSSR_INTERNAL",
 } as const;

@@ -9,40 +9,38 @@ import {
   share,
   tap,
 } from "rxjs";
-import type { DeadLetterSink } from "../../connectors/kafka/dead-letter-topic.js";
-import type { Source } from "../../connectors/kafka/kafka-source.js";
-import type { CurationSink } from "../../connectors/sink/curation-sink.js";
 import type { Scorer } from "../scoring/scoring-types.js";
 import type { CurationMetrics } from "./curation-metrics.js";
-import type { OffsetLedger } from "./offset-ledger.js";
-import { partitionKey } from "./offset-ledger.js";
 import { scoreWindows } from "./operators/score-windows.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
 import { writeDecisions } from "./operators/write-decisions.js";
 import { type ParsedRecord, type ParseRecordOptions, parseRawRecord } from "./parse-record.js";
+import type { PartitionOwner } from "./partition-owner.js";
+import type { CurationSink, DeadLetterSink, DecisionOutput, Source } from "./ports.js";
 import type { DeadLetter, Decision, SampleRecord, ScoredRecord } from "./stream-types.js";
 
 /**
  * The curation graph of DESIGN.md as one RxJS pipeline:
  *
- *   source -> track in the ledger -> parse + validate --bad--> dead letters (acknowledged, then decided)
- *                                        |
- *                                  window (count or time) -> score (worker pool) -> select -> sink
+ *   source -> admit (partition owner) -> parse + validate --bad--> dead letters (acknowledged, then decided)
+ *                                            |
+ *                                      window (count or time) -> score (worker pool) -> select -> sink
  *
- * The sink tells the ledger which origins its published files decided; a timer commits the
- * ledger's low watermark (never past an undecided offset), so a crash anywhere re-reads only
- * undecided records, and the sink's offset ranges drop what was already published.
+ * The partition owner alone keeps offsets: it admits each record under the generation it was
+ * read in (skipping what published files already decided), holds the sink's commit points, and
+ * says what may be committed; a timer commits that. Records and decisions of a generation that
+ * is over are dropped wherever they are (their partition's owner decides them).
  */
 export interface CurationGraphOptions {
   source: Source;
   scorer: Scorer;
   sink: CurationSink;
-  ledger: OffsetLedger;
+  owner: PartitionOwner;
   deadLetters: DeadLetterSink;
   /** counters and gauges for dashboards (optional) */
   metrics?: CurationMetrics;
   /** optional: selected decisions also go here (the output topic), after the sink took them */
-  output?: { send(decisions: readonly Decision[]): Promise<void> };
+  output?: DecisionOutput;
   /** window of scored records -> one decision per record (window mode: the offline selector) */
   select: OperatorFunction<ScoredRecord[], Decision[]>;
   windowSize: number;
@@ -50,10 +48,15 @@ export interface CurationGraphOptions {
   parse?: ParseRecordOptions;
   /** pause the source above this many undecided records, resume below half (default 50,000) */
   maxInFlight?: number;
-  /** commit the low watermark this often (default 2 s) */
+  /** commit what may be committed this often (default 2 s) */
   commitIntervalMs?: number;
-  /** end (drain, publish, commit) once no record has arrived for this long */
+  /**
+   * End (drain, publish, commit) once nothing arrived for this long and the group is caught up:
+   * every partition of the source committed to its end, or owned here and read to its end.
+   */
   idleMs?: number;
+  /** aborting ends the run the same way (drain, publish, commit) */
+  signal?: AbortSignal;
   log?: (line: string) => void;
 }
 
@@ -64,11 +67,14 @@ export interface CurationStats {
   selected: number;
   windows: number;
   commits: number;
-  droppedRevoked: number;
+  /** read again, already decided by a published file: not decided twice */
+  skippedPublished: number;
+  /** records and decisions of a generation that was over by the time they got somewhere */
+  droppedStale: number;
 }
 
 export async function runCurationGraph(options: CurationGraphOptions): Promise<CurationStats> {
-  const { source, scorer, sink, ledger, deadLetters, select } = options;
+  const { source, scorer, sink, owner, deadLetters, select } = options;
   const log = options.log ?? (() => {});
   const maxInFlight = options.maxInFlight ?? 50_000;
   const m = options.metrics;
@@ -79,29 +85,58 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     selected: 0,
     windows: 0,
     commits: 0,
-    droppedRevoked: 0,
+    skippedPublished: 0,
+    droppedStale: 0,
   };
-  const revoked = new Set<string>();
   let lastArrival = Date.now();
   let paused = false;
   let lastCommitted = "";
+  source.onAssignment(owner.handleAssignment);
 
   const commit = async (): Promise<void> => {
-    const offsets = ledger.committable();
+    const offsets = owner.committable();
     const text = JSON.stringify([...offsets]);
     if (offsets.size === 0 || text === lastCommitted) return;
     await source.commit(offsets);
-    sink.committed(offsets);
+    owner.committed(offsets);
     lastCommitted = text;
     stats.commits++;
     m?.commits.inc();
   };
   let committing: Promise<void> = Promise.resolve();
+  let checking = false;
+  let lastWaitLog = 0;
+  const checkCaughtUp = async (): Promise<void> => {
+    await sink.flush(); // what is decided goes out now: another member may be waiting for it
+    const ends = await source.endOffsets();
+    if (ends === undefined) {
+      source.end();
+      return;
+    }
+    const committed = await source.committedOffsets();
+    const mine = new Map(owner.positions().map((p) => [`${p.tp.topic}:${p.tp.partition}`, p]));
+    const waiting: string[] = [];
+    for (const [key, high] of ends) {
+      const end = BigInt(high);
+      const c = BigInt(committed.get(key) ?? "0");
+      if (c >= end) continue;
+      const p = mine.get(key);
+      if (p?.ready && (p.next ?? c) >= end) continue; // read to its end here; committed when drained
+      waiting.push(`${key} (lag ${end - c}${p ? ", claiming here" : ", held elsewhere"})`);
+    }
+    if (waiting.length === 0) {
+      log("idle and caught up: draining");
+      source.end();
+    } else if (Date.now() - lastWaitLog > 10_000) {
+      lastWaitLog = Date.now();
+      log(`idle, but waiting for ${waiting.length} partition(s) to be decided: ${waiting.join(", ")}`);
+    }
+  };
   const timer = setInterval(() => {
     committing = committing
       .then(commit)
       .catch((err) => log(`commit failed (will retry): ${(err as Error).message}`));
-    const inFlight = ledger.undecidedTotal;
+    const inFlight = owner.undecidedTotal;
     m?.undecided.set(inFlight);
     m?.paused.set(paused ? 1 : 0);
     if (!paused && inFlight > maxInFlight) {
@@ -119,24 +154,29 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     if (
       options.idleMs !== undefined &&
       ready !== undefined &&
+      !checking &&
       Date.now() - Math.max(lastArrival, ready) > options.idleMs
-    )
-      source.end();
+    ) {
+      checking = true;
+      checkCaughtUp()
+        .catch((err) => log(`idle check failed (will retry): ${(err as Error).message}`))
+        .finally(() => {
+          checking = false;
+        });
+    }
   }, options.commitIntervalMs ?? 2_000);
-  const revokedSub = source.revoked$.subscribe((parts) => {
-    const keys = parts.map((p) => partitionKey(p.topic, p.partition));
-    for (const k of keys) revoked.add(k);
-    for (const p of parts) ledger.revoke(p.topic, [p.partition]);
-    sink.revoke(keys);
-    log(`partitions revoked: ${keys.join(", ")}`);
-  });
 
   const parsed$ = source.records$.pipe(
-    tap((raw) => {
-      ledger.track(raw.origin);
+    tap(() => {
       stats.read++;
       m?.read.inc();
       lastArrival = Date.now();
+    }),
+    filter((raw) => {
+      const verdict = owner.admit(raw.origin, raw.generation);
+      if (verdict === "skip") stats.skippedPublished++;
+      else if (verdict === "stale") stats.droppedStale++;
+      return verdict === "track";
     }),
     map((raw): ParsedRecord => parseRawRecord(raw, options.parse)),
     share(),
@@ -150,30 +190,41 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     concatMap(async (letters) => {
       await deadLetters.send(letters);
       for (const l of letters) {
-        ledger.decided(l.origin);
+        owner.decided(l.origin, l.generation);
         m?.deadLettered.inc({ code: l.code });
       }
       stats.deadLettered += letters.length;
     }),
   );
 
+  const current = (r: SampleRecord): boolean => owner.isCurrent(r.origin, r.generation);
   const decided$ = parsed$.pipe(
     filter((p): p is { ok: true; record: SampleRecord } => p.ok),
     map((p) => p.record),
     windowByCountOrTime<SampleRecord>(options.windowSize, options.windowMs),
+    // a window may hold records of a generation that ended while it filled: not ours to score
+    map((window) => {
+      const kept = window.filter(current);
+      stats.droppedStale += window.length - kept.length;
+      return kept;
+    }),
+    filter((window) => window.length > 0),
     scoreWindows(scorer, (window) => {
       stats.scored += window.length;
       stats.windows++;
       m?.scored.inc(window.length);
       m?.windows.inc();
     }),
+    // ... or lose its partition while it was scored
+    map((window) => window.filter(current)),
+    filter((window) => window.length > 0),
     select,
     writeDecisions({
       sink,
       output: options.output,
-      isRevoked: (d) => revoked.has(partitionKey(d.record.origin.topic, d.record.origin.partition)),
+      isStale: (d) => !current(d.record),
       onWritten: (kept, dropped) => {
-        stats.droppedRevoked += dropped;
+        stats.droppedStale += dropped;
         stats.selected += kept.filter((d) => d.selected).length;
         if (!m) return;
         const now = Date.now();
@@ -186,8 +237,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   );
 
   const stop = (): void => source.end();
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.signal?.aborted) stop();
   try {
     await lastValueFrom(merge(dead$, decided$), { defaultValue: undefined });
     await sink.flush();
@@ -195,9 +246,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     await commit();
   } finally {
     clearInterval(timer);
-    revokedSub.unsubscribe();
-    process.removeListener("SIGTERM", stop);
-    process.removeListener("SIGINT", stop);
+    options.signal?.removeEventListener("abort", stop);
   }
   return stats;
 }

@@ -1,6 +1,7 @@
 /**
- * Offset bookkeeping, apart from processing and from committing (the kafkajs split): the graph
- * tells the ledger when a record enters (`track`) and when its decision is published
+ * Offset bookkeeping, apart from processing and from committing (the kafkajs split). The data
+ * structure of the partition owner (partition-owner.ts), which alone uses it: the owner tells
+ * the ledger when a record enters (`track`) and when its decision is published
  * (`decided`, after the sink's files and manifest line are durable); the committer asks
  * `committable()` and commits what it returns. The ledger never talks to Kafka.
  *
@@ -151,6 +152,26 @@ export class OffsetLedger {
     for (const p of partitions) this.books.delete(partitionKey(topic, p));
   }
 
+  /** committable() of one partition key (undefined when nothing is tracked or assigned there). */
+  committableOf(key: string): string | undefined {
+    const b = this.books.get(key);
+    if (!b) return undefined;
+    const low = b.lowestUndecided();
+    if (low !== undefined) return low.toString();
+    return b.maxSeen === undefined ? undefined : (b.maxSeen + 1n).toString();
+  }
+
+  /** The next offset after the highest tracked (or assigned start) of a partition key. */
+  nextOffset(key: string): bigint | undefined {
+    const m = this.books.get(key)?.maxSeen;
+    return m === undefined ? undefined : m + 1n;
+  }
+
+  /** Records of one partition key tracked and not yet decided. */
+  undecidedOf(key: string): number {
+    return this.books.get(key)?.undecided.size ?? 0;
+  }
+
   /**
    * Per partition key, the offset to commit (next to read): the lowest undecided offset, or
    * the highest tracked + 1 when none is undecided. Partitions with nothing tracked or assigned
@@ -158,10 +179,9 @@ export class OffsetLedger {
    */
   committable(): Map<string, string> {
     const out = new Map<string, string>();
-    for (const [key, b] of this.books) {
-      const low = b.lowestUndecided();
-      if (low !== undefined) out.set(key, low.toString());
-      else if (b.maxSeen !== undefined) out.set(key, (b.maxSeen + 1n).toString());
+    for (const key of this.books.keys()) {
+      const c = this.committableOf(key);
+      if (c !== undefined) out.set(key, c);
     }
     return out;
   }

@@ -29,7 +29,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {}): ParsedRecord {
   const dead = (code: string, reason: string): ParsedRecord => ({
     ok: false,
-    deadLetter: { origin: raw.origin, key: raw.key, value: raw.value, code, reason },
+    deadLetter: {
+      origin: raw.origin,
+      key: raw.key,
+      value: raw.value,
+      code,
+      reason,
+      generation: raw.generation,
+    },
   });
   if (raw.value === null || raw.value.length === 0)
     return dead(DEAD_LETTER_CODES.EMPTY, "message has no value");
@@ -53,5 +60,8 @@ export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {})
   const sample = parsed.sample;
   if (options.defaultImageSource && sample.image_source === "unknown")
     sample.image_source = options.defaultImageSource;
-  return { ok: true, record: { origin: raw.origin, sample, timestamp: raw.timestamp } };
+  return {
+    ok: true,
+    record: { origin: raw.origin, sample, timestamp: raw.timestamp, generation: raw.generation },
+  };
 }

@@ -21,6 +21,8 @@ export interface RawRecord {
   value: Uint8Array | null;
   /** ms since epoch when the broker (or the file source) produced it */
   timestamp: number;
+  /** the source's assignment generation it was read under (ports.ts AssignmentChange) */
+  generation?: number;
 }
 
 /** A validated sample with its origin. */
@@ -28,6 +30,8 @@ export interface SampleRecord {
   origin: Origin;
   sample: Sample;
   timestamp: number;
+  /** the generation it was read under: a decision of an old one is never published */
+  generation?: number;
 }
 
 /** A record that cannot be curated: goes to the dead-letter topic/file with its reason; it counts as decided. */
@@ -38,6 +42,7 @@ export interface DeadLetter {
   /** stable code, e.g. "invalid-json", "invalid-sample", "too-large" */
   code: string;
   reason: string;
+  generation?: number;
 }
 
 export interface ScoredRecord extends SampleRecord {

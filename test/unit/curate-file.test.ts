@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readScoredPoolParquet } from "../../connectors/parquet/scored-pool-parquet.js";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
-import { runCurate } from "../../src/cli/commands/curate-command.js";
+import { runCurate } from "../../src/app/curator.js";
 
 let dir: string;
 let input: string;

@@ -1,249 +1,9 @@
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { Registry } from "prom-client";
-import { map, mergeMap, type OperatorFunction } from "rxjs";
-import { createDeadLetterFile } from "../../../connectors/files/dead-letter-file.js";
-import { createFileSource } from "../../../connectors/files/file-source.js";
-import type { DeadLetterSink } from "../../../connectors/kafka/dead-letter-topic.js";
-import { createDeadLetterTopic } from "../../../connectors/kafka/dead-letter-topic.js";
-import {
-  createKafka,
-  ensureTopics,
-  parseBrokers,
-  securityFromEnv,
-} from "../../../connectors/kafka/kafka-client.js";
-import { createKafkaSource, type Source } from "../../../connectors/kafka/kafka-source.js";
-import { createSelectedTopic, type SelectedTopic } from "../../../connectors/kafka/selected-topic.js";
-import { createCurationSink } from "../../../connectors/sink/curation-sink.js";
-import { createImageLoader } from "../../scoring/image-source.js";
-import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
-import type { SelectOptions } from "../../selection/select-options.js";
-import { type CurationStats, runCurationGraph } from "../../stream/curation-graph.js";
-import { createCurationMetrics, serveMetrics } from "../../stream/curation-metrics.js";
-import { OffsetLedger } from "../../stream/offset-ledger.js";
-import { selectContinuous } from "../../stream/operators/select-continuous.js";
-import { decideWindow, selectWindow } from "../../stream/operators/select-window.js";
-import type { Decision, ScoredRecord } from "../../stream/stream-types.js";
-import { packageRoot } from "../../util/package-root.js";
+import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import { type CurateSummary, runCurate } from "../../app/curator.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 import { parseSelectFlags } from "./select-command.js";
-
-export interface CurateRun {
-  /** a Kafka topic, or a samples file (file source: the demo, batch backfills) */
-  source:
-    | {
-        kind: "kafka";
-        brokers: string[];
-        topic: string;
-        group: string;
-        dlqTopic?: string;
-        outputTopic?: string;
-      }
-    | { kind: "file"; path: string };
-  out: string;
-  select: SelectOptions;
-  /** window: the offline selector on each window; continuous: each sample within maxDelayMs */
-  mode?: "window" | "continuous";
-  maxDelayMs?: number;
-  /** absolute caps on what is selected: in total over the run, and per clock hour */
-  maxSelected?: { total?: number; perHour?: number };
-  windowSize: number;
-  windowMs: number;
-  model?: string;
-  workers?: number;
-  idleMs?: number;
-  imageBase?: string;
-  rotateRows?: number;
-  rotateMs?: number;
-  /** serve Prometheus metrics on this port (127.0.0.1 unless metricsHost) */
-  metricsPort?: number;
-  metricsHost?: string;
-  /** where the metrics go (default: a registry of this run) */
-  registry?: Registry;
-  log?: (line: string) => void;
-}
-
-/** Wires source, scorer, selector, sink and ledger into the curation graph and runs it. */
-export async function runCurate(run: CurateRun): Promise<CurationStats & { out: string; modelId: string }> {
-  const log = run.log ?? ((line: string) => process.stderr.write(`mmssr curate: ${line}\n`));
-  await mkdir(run.out, { recursive: true });
-  const ledger = new OffsetLedger();
-  const sink = await createCurationSink({
-    dir: run.out,
-    ledger,
-    rotateRows: run.rotateRows,
-    rotateMs: run.rotateMs,
-  });
-  let source: Source;
-  let deadLetters: DeadLetterSink;
-  let output: SelectedTopic | undefined;
-  if (run.source.kind === "kafka") {
-    const { brokers, topic, group } = run.source;
-    const security = securityFromEnv();
-    // Reconcile published files with the group's committed offsets before reading: a crash
-    // between publish and commit must neither lose nor duplicate.
-    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
-    await admin.connect();
-    try {
-      // Dead letters (and selected samples) need their topics: create them when missing.
-      const wanted = [run.source.dlqTopic ?? `${topic}.dlq`, run.source.outputTopic].filter(
-        (t): t is string => t !== undefined,
-      );
-      const created = await retrying(
-        () =>
-          ensureTopics(
-            admin,
-            wanted.map((t) => ({ topic: t, numPartitions: 1 })),
-          ),
-        log,
-      );
-      if (created.length > 0) log(`created topic(s) ${created.join(", ")}`);
-      const fetched = await retrying(() => admin.fetchOffsets({ groupId: group, topics: [topic] }), log);
-      const committed = new Map<string, string>();
-      for (const p of fetched[0]?.partitions ?? [])
-        if (Number(p.offset) >= 0) committed.set(`${topic}:${p.partition}`, p.offset);
-      const resume = await sink.reconcile(committed);
-      const moves = [...resume.values()].filter(
-        (r) => r.resumeFrom !== undefined && r.resumeFrom !== r.committed,
-      );
-      if (moves.length > 0) {
-        try {
-          await admin.setOffsets({
-            groupId: group,
-            topic,
-            partitions: moves.map((r) => ({ partition: r.partition, offset: r.resumeFrom as string })),
-          });
-          log(
-            `resumed past published files: ${moves.map((r) => `p${r.partition}@${r.resumeFrom}`).join(", ")}`,
-          );
-        } catch (err) {
-          // Kafka refuses while the group has members (another instance, or one that crashed and
-          // has not timed out yet). Not needed for correctness: records re-read from the committed
-          // offset are recognised as published by the sink and only advance the commit.
-          log(
-            `could not move the group past published files (${(err as Error).message}); re-reading them instead`,
-          );
-        }
-      }
-    } finally {
-      await admin.disconnect();
-    }
-    source = await createKafkaSource({ brokers, topic, groupId: group, ...security });
-    deadLetters = await createDeadLetterTopic({
-      brokers,
-      topic: run.source.dlqTopic ?? `${topic}.dlq`,
-      ...security,
-    });
-    if (run.source.outputTopic)
-      output = await createSelectedTopic({ brokers, topic: run.source.outputTopic, ...security });
-  } else {
-    await sink.reconcile(new Map());
-    source = createFileSource(run.source.path);
-    deadLetters = createDeadLetterFile(join(run.out, "dead-letters.jsonl"));
-  }
-  const imageLoader = createImageLoader({ baseDir: run.imageBase ?? process.cwd() });
-  const scorer = await createOnnxScorer({
-    modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
-    workers: run.workers ?? 1,
-    imageLoader,
-    logger: log,
-  });
-  const registry = run.registry ?? new Registry();
-  const metrics = createCurationMetrics(registry);
-  const metricsServer =
-    run.metricsPort === undefined
-      ? undefined
-      : await serveMetrics(registry, run.metricsPort, run.metricsHost);
-  if (metricsServer) log(`metrics on http://${run.metricsHost ?? "127.0.0.1"}:${run.metricsPort}/metrics`);
-  try {
-    const stats = await runCurationGraph({
-      metrics,
-      source,
-      scorer,
-      sink,
-      ledger,
-      deadLetters,
-      output,
-      select: selectStep(run),
-      // In continuous mode windows are only scoring batches: small and short, so that they do
-      // not add to the decision delay.
-      windowSize: run.mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
-      windowMs: run.mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
-      idleMs: run.idleMs,
-      log,
-    });
-    return { ...stats, out: run.out, modelId: scorer.id };
-  } finally {
-    await sink.close();
-    await source.stop();
-    await deadLetters.close();
-    await output?.close();
-    await scorer.close();
-    await imageLoader.close();
-    await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
-  }
-}
-
-/**
- * The select step of the graph. Window mode decides each window with the exact offline
- * selector; continuous mode takes the scored windows (scoring batches) apart and decides each
- * sample within maxDelayMs with bounded memory (src/selection/continuous-selector.ts).
- */
-function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]> {
-  const runId = Date.now().toString(36);
-  if (run.mode === "continuous") {
-    const { ratio, capabilities, threshold, capabilityWeights, styleWeights } = run.select;
-    if (ratio === undefined)
-      throw usageError("--mode continuous: needs --ratio (the share of incoming samples to admit)");
-    return (windows) =>
-      windows.pipe(
-        mergeMap((w) => w),
-        selectContinuous({
-          ratio,
-          capabilities,
-          threshold,
-          capabilityWeights,
-          styleWeights,
-          maxDelayMs: run.maxDelayMs ?? 1000,
-          maxAdmitted: run.maxSelected,
-          batchId: (n) => `${runId}-c${n}`,
-        }),
-      );
-  }
-  const caps = run.maxSelected;
-  if (!caps?.total && !caps?.perHour)
-    return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
-  // Absolute caps: each window's budget is what its ratio (or budget) asks, cut to what is left
-  // of the total and of the current hour's allowance.
-  let n = 0;
-  let total = 0;
-  let hour = -1;
-  let inHour = 0;
-  return map((window) => {
-    const now = Date.now();
-    const h = Math.floor(now / 3_600_000);
-    if (h !== hour) {
-      hour = h;
-      inHour = 0;
-    }
-    const asked = run.select.budget ?? Math.floor(window.length * (run.select.ratio ?? 0));
-    const budget = Math.max(
-      0,
-      Math.min(
-        asked,
-        caps.total === undefined ? asked : caps.total - total,
-        caps.perHour === undefined ? asked : caps.perHour - inHour,
-      ),
-    );
-    const { ratio: _ratio, ...rest } = run.select;
-    const decisions = decideWindow(window, { ...rest, budget }, `${runId}-w${n++}`, now);
-    const picked = decisions.filter((d) => d.selected).length;
-    total += picked;
-    inHour += picked;
-    return decisions;
-  });
-}
 
 interface CurateFlags {
   brokers: string;
@@ -317,7 +77,17 @@ export function registerCurateCommand(program: Command): void {
       const brokers = parseBrokers(flags.brokers);
       if (brokers.length === 0) throw usageError("--brokers: no broker given");
       const select = parseSelectFlags(flags);
+      // SIGTERM / SIGINT: drain, publish, commit, exit (a second one exits at once)
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (stop.signal.aborted) process.exit(signal === "SIGINT" ? 130 : 143);
+        process.stderr.write(`mmssr curate: ${signal}: draining (publish, commit, then exit)\n`);
+        stop.abort();
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
       const stats = await runCurate({
+        signal: stop.signal,
         source: {
           kind: "kafka",
           brokers,
@@ -354,33 +124,25 @@ export function registerCurateCommand(program: Command): void {
         rotateRows: parseIntegerFlag("--rotate-rows", flags.rotateRows, 1),
         rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
       });
+      process.removeListener("SIGTERM", onSignal);
+      process.removeListener("SIGINT", onSignal);
       process.stdout.write(`${formatCurateStats(stats)}\n`);
     });
 }
 
-export function formatCurateStats(s: CurationStats & { out: string; modelId: string }): string {
-  return (
+export function formatCurateStats(s: CurateSummary): string {
+  const lines = [
     `read ${s.read} records: ${s.scored} scored with ${s.modelId} in ${s.windows} window(s), ` +
-    `${s.selected} selected, ${s.deadLettered} dead-lettered; ${s.commits} commit(s)\n` +
-    `-> ${join(s.out, "selected")}, ${join(s.out, "scored")}, ${join(s.out, "manifest.jsonl")}`
+      `${s.selected} selected, ${s.deadLettered} dead-lettered; ${s.commits} commit(s)`,
+    `decided: published ${s.published.scored} scored / ${s.published.selected} selected row(s) in ${s.published.files} file(s); ` +
+      `${s.skippedPublished} read again and already published; ${s.givenUp} given up to other owners`,
+  ];
+  if (s.lag)
+    lines.push(
+      `lag: ${s.lag.map((l) => `${l.partition}=${l.lag}`).join(" ")} (total ${s.lag.reduce((a, l) => a + BigInt(l.lag), 0n)})`,
+    );
+  lines.push(
+    `-> ${join(s.out, "selected")}, ${join(s.out, "scored")}, ${join(s.out, "manifests")}/${s.instance}.jsonl`,
   );
-}
-
-/** Runs a Kafka admin call again while the broker answers with a retriable error (a coordinator still loading). */
-async function retrying<T>(
-  call: () => Promise<T>,
-  log: (line: string) => void,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const started = Date.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (err) {
-      const retriable = (err as { retriable?: boolean }).retriable === true;
-      if (!retriable || Date.now() - started > timeoutMs) throw err;
-      log(`retrying (${attempt}): ${(err as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2_000)));
-    }
-  }
+  return lines.join("\n");
 }

@@ -3,9 +3,10 @@ import { join, relative, resolve } from "node:path";
 import type { Command } from "commander";
 import { createKafka, ensureTopics, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { syntheticSamples } from "../../../models/synthetic-samples.js";
+import { type CurateRun, runCurate } from "../../app/curator.js";
 import { packageRoot } from "../../util/package-root.js";
 import { parseIntegerFlag, parseNumberFlag } from "../cli-errors.js";
-import { type CurateRun, formatCurateStats, runCurate } from "./curate-command.js";
+import { formatCurateStats } from "./curate-command.js";
 
 /** The bundled real records (src/demo/README.md says where they come from and their licences). */
 export const DEMO_SAMPLES = join("src", "demo", "demo-samples.jsonl");

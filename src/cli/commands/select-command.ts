@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { writeFileAtomic } from "../../../connectors/files/atomic-file.js";
 import { poolFormatOf, readScoredPool, writeScoredPool } from "../../../connectors/scored-pool-io.js";
 import { MmssrError } from "../../domain/errors.js";
 import { bucketName, CAPABILITY_IDS, type CapabilityId, STYLES } from "../../domain/taxonomy.js";
@@ -7,6 +6,7 @@ import { resolveSelectOptions } from "../../selection/resolve-select-options.js"
 import { selectMmssr } from "../../selection/select-mmssr.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import { summarizeSelection } from "../../selection/selection-summary.js";
+import { writeFileAtomic } from "../../util/atomic-file.js";
 import { parseIntegerFlag, parseNumberFlag, parseWeightsFlag, usageError } from "../cli-errors.js";
 import { formatSummary } from "../format-summary.js";
 

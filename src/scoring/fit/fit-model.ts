@@ -1,9 +1,9 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../../../connectors/files/atomic-file.js";
 import type { Sample } from "../../domain/sample.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, NUM_STYLES, STYLES } from "../../domain/taxonomy.js";
 import { tieHash } from "../../selection/tie-break.js";
+import { writeFileAtomic } from "../../util/atomic-file.js";
 import type { SampleFeaturizer } from "../featurize-samples.js";
 import { MANIFEST_FILE, MODEL_FORMAT, type ModelManifest, sha256Of } from "../model-manifest.js";
 import {

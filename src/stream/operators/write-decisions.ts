@@ -5,15 +5,15 @@ import type { Decision } from "../stream-types.js";
 export interface DecisionTargets {
   sink: { write(decisions: readonly Decision[]): Promise<unknown> };
   output?: { send(decisions: readonly Decision[]): Promise<void> };
-  /** decisions of partitions this instance no longer owns are dropped: their new owner decides them */
-  isRevoked?: (decision: Decision) => boolean;
+  /** decisions of a generation that is over are dropped: the partition's owner decides them again */
+  isStale?: (decision: Decision) => boolean;
   onWritten?: (kept: readonly Decision[], dropped: number) => void;
 }
 
 /** Hands each batch of decisions to the sink (and output topic), in order, one batch at a time. */
 export function writeDecisions(targets: DecisionTargets): OperatorFunction<Decision[], Decision[]> {
   return concatMap(async (decisions) => {
-    const kept = targets.isRevoked ? decisions.filter((d) => !targets.isRevoked?.(d)) : decisions;
+    const kept = targets.isStale ? decisions.filter((d) => !targets.isStale?.(d)) : decisions;
     await targets.sink.write(kept);
     await targets.output?.send(kept);
     targets.onWritten?.(kept, decisions.length - kept.length);

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
+import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 
 /** fs error codes after which the same write may succeed later. */
 const RETRIABLE_FS_CODES = new Set(["ENOSPC", "EAGAIN", "EIO", "EBUSY", "EMFILE", "ENFILE", "EDQUOT"]);
