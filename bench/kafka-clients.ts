@@ -621,6 +621,18 @@ async function childRebalance(spec: ChildSpec): Promise<RebalanceResult> {
   const aFirstFromB = firstFrom(times[0], parts[0], bParts, tLeave) as number;
   await sleep(1_000);
   await a.leave().catch((err) => errors.push(`A leave: ${errorText(err)}`));
+  if (process.env.BENCH_KC_DEBUG) {
+    const rel = (t: number) => t - tJoin;
+    process.stderr.write(
+      `debug ${spec.variant}: split ${rel(tSplit)} leave ${rel(tLeave)}\n assignments: ${assignLog.map((e) => `${"AB"[e.m]}@${rel(e.t)}=[${e.partitions}]`).join(" ")}\n`,
+    );
+    for (const m of [0, 1]) {
+      const gaps: string[] = [];
+      for (let i = 1; i < times[m].length; i++)
+        if (times[m][i] - times[m][i - 1] > 300) gaps.push(`${rel(times[m][i - 1])}+${times[m][i] - times[m][i - 1]}`);
+      process.stderr.write(` ${"AB"[m]}: ${times[m].length} msgs, first ${rel(times[m][0])} last ${rel(times[m][times[m].length - 1])}, gaps>300ms: ${gaps.join(" ")}\n`);
+    }
+  }
   return {
     baselineGapMs: longestGap(times[0], tJoin - 3_000, tJoin),
     joinSplitMs: tSplit - tJoin,

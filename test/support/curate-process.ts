@@ -7,7 +7,7 @@
  * - `startCurate(options)` spawns `node bin/mmssr.js curate ...`, with --rotate-rows /
  *   --rotate-ms when given (a test of crash safety needs files published, and offsets
  *   committed, mid-run, not only when the run drains).
- * - `publishedRows(dir)` reads DIR/manifest.jsonl: how far the scored log has grown, the
+ * - `publishedRows(dir)` reads the manifests of DIR: how far the scored log has grown, the
  *   thing to waitFor before a kill.
  */
 import { execFile, spawn } from "node:child_process";
@@ -15,6 +15,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { readPublishedEntries } from "../../connectors/sink/shared-output.js";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = join(REPO, "bin", "mmssr.js");
@@ -167,25 +168,10 @@ export function startCurate(o: CurateProcessOptions): CurateProcess {
   };
 }
 
-/** Rows of the scored log the manifest of DIR records (0 before the first publish). */
+/** Rows of the scored log the manifests of DIR record (0 before the first publish). */
 export async function publishedRows(dir: string): Promise<number> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, "manifest.jsonl"), "utf8");
-  } catch {
-    return 0;
-  }
-  let rows = 0;
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    try {
-      const e = JSON.parse(line) as { kind?: string; rows?: number };
-      if (e.kind === "scored") rows += e.rows ?? 0;
-    } catch {
-      /* a torn last line */
-    }
-  }
-  return rows;
+  const entries = await readPublishedEntries(dir).catch(() => []);
+  return entries.reduce((rows, e) => rows + (e.kind === "scored" ? e.rows : 0), 0);
 }
 
 /**
