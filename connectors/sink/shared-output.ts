@@ -237,10 +237,7 @@ export class SharedOutput implements OutputLocation {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(path, err);
       }
-      if (await this.isStale(path)) {
-        await rm(path, { force: true }).catch(() => {});
-        continue;
-      }
+      if ((await this.isStale(path)) && (await this.takeOver(path))) continue;
       if (Date.now() - started > this.lockWaitMs)
         throw new MmssrError(
           ERROR_CODES.LOCK_TIMEOUT,
@@ -249,6 +246,34 @@ export class SharedOutput implements OutputLocation {
         );
       await new Promise((resolve) => setTimeout(resolve, Math.min(5 + attempt * 5, 50)));
     }
+  }
+
+  /**
+   * Removes a stale lock, one taker at a time: two waiters that both saw it stale must not both
+   * remove "it" (the second would remove the first one's fresh lock). The takers serialise on
+   * `<lock>.steal` (O_EXCL) and look again before removing. True when the caller should retry
+   * at once.
+   */
+  private async takeOver(path: string): Promise<boolean> {
+    const guard = `${path}.steal`;
+    try {
+      await (await open(guard, "wx")).close();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(guard, err);
+      // a taker that died mid-take-over leaves its guard: old after a few seconds
+      const age = await stat(guard).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
+      if (age > 10_000) await rm(guard, { force: true }).catch(() => {});
+      return false;
+    }
+    try {
+      if (await this.isStale(path)) await rm(path, { force: true });
+    } finally {
+      await rm(guard, { force: true }).catch(() => {});
+    }
+    return true;
   }
 
   /** A lock whose holder died (this host) or that is older than lockStaleMs (another host). */
