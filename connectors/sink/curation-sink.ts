@@ -108,6 +108,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
   };
   let chain: Promise<unknown> = Promise.resolve();
   let closed = false;
+  let aborted = false;
 
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = chain.then(fn, fn);
@@ -233,6 +234,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
         for (const rest of groups.slice(i)) restore(rest);
         throw err;
       }
+      if (aborted) continue; // abort() forgot every pending row already
       if (done) stats.pendingRows -= g.decisions.length;
       else restore(g);
     }
@@ -360,6 +362,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
     async abort() {
       if (closed) return;
       closed = true;
+      aborted = true;
       if (timer) clearInterval(timer);
       pending.clear();
       stats.pendingRows = 0;

@@ -60,6 +60,12 @@ interface Owned {
   ready: boolean;
   /** offsets at or above the committed one that published files already decided */
   published: OffsetRanges;
+  /**
+   * Offsets below this are decided: the claim's resume point, raised by every commit. The
+   * consumer may still hand out records below it (it re-reads from the offset committed when
+   * the generation began), which are skipped.
+   */
+  floor: bigint;
 }
 
 export interface PartitionPosition {
@@ -105,7 +111,13 @@ export class PartitionOwner {
         this.ledger.revoke(tp.topic, [tp.partition]);
         this.options.onRevoke?.([key]);
       }
-      this.owned.set(key, { tp, generation: change.generation, ready: false, published: new OffsetRanges() });
+      this.owned.set(key, {
+        tp,
+        generation: change.generation,
+        ready: false,
+        published: new OffsetRanges(),
+        floor: 0n,
+      });
     }
     if (change.assigned.length === 0) return;
     this.stats.assignments++;
@@ -136,8 +148,10 @@ export class PartitionOwner {
     if (!o || o.generation !== generation) return; // moved on while claiming
     o.published = published;
     // Resume past what is published right after the committed offset: commits move on at once.
-    if (committed !== undefined)
-      this.ledger.assign(tp.topic, tp.partition, published.advance(BigInt(committed)).toString());
+    if (committed !== undefined) {
+      o.floor = published.advance(BigInt(committed));
+      this.ledger.assign(tp.topic, tp.partition, o.floor.toString());
+    }
     o.ready = true;
   }
 
@@ -159,11 +173,15 @@ export class PartitionOwner {
   admit(origin: Origin, generation: number | undefined): "track" | "skip" | "stale" {
     const o = this.owned.get(partitionKey(origin.topic, origin.partition));
     if (!o || !o.ready || o.generation !== generation) return "stale";
-    if (o.published.has(BigInt(origin.offset))) {
+    this.ledger.track(origin);
+    const offset = BigInt(origin.offset);
+    if (offset < o.floor || o.published.has(offset)) {
+      // decided already: tracked and decided at once, so that the read position (and with it
+      // the commit) moves past it
+      this.ledger.decided(origin);
       this.stats.skippedPublished++;
       return "skip";
     }
-    this.ledger.track(origin);
     return "track";
   }
 
@@ -211,7 +229,13 @@ export class PartitionOwner {
 
   /** Offsets below these are committed: forget what the manifests said below them. */
   committed(offsets: ReadonlyMap<string, string>): void {
-    for (const [key, c] of offsets) this.owned.get(key)?.published.pruneBelow(BigInt(c));
+    for (const [key, c] of offsets) {
+      const o = this.owned.get(key);
+      if (!o) continue;
+      const at = BigInt(c);
+      if (at > o.floor) o.floor = at;
+      o.published.pruneBelow(at);
+    }
   }
 
   /** What this instance holds now, per partition. */
