@@ -3,6 +3,8 @@
  * against a real broker.
  *
  *   npm run bench:kafka-clients [-- --cells consume,rebalance,duplicates] [--variants ...] [--repeat 1]
+ *   (all cells once take about 4.5 min on 2 cores; --cells consume,rebalance about 1 min,
+ *   --cells duplicates about 2.7 min)
  *   node dist/bench/kafka-clients.js [--brokers 127.0.0.1:PORT] [--n 200000] [--rate 2000]
  *                                    [--dup-n 60000] [--dup-rate 2000] [--keep] [--json FILE]
  *
@@ -14,7 +16,8 @@
  * child process of its own (fork of this file), so clients share no event loop or heap with the
  * producer or with each other's runs.
  *
- * Variants (--variants, default all):
+ * Variants (--variants; default: the three below in every cell, plus kafkajs-nohook, see the end,
+ * in the duplicates cell):
  *  - kafkajs: kafkajs 2.2.4 with the settings of connectors/kafka/kafka-source.ts
  *    (maxBytesPerPartition 32 MiB, maxBytes 64 MiB, session 30 s, heartbeat 3 s, autoCommit off,
  *    eachBatch, resolveOffset per message, heartbeat() at least every second and after each
@@ -61,9 +64,12 @@
  *     offsets never delivered (must be 0), and the group's committed offsets at the end vs the
  *     end offsets.
  *
+ * Also kafkajs-nohook: kafkajs with timer commits only (no pre-revocation commit, like the Source
+ * today); by default only in the duplicates cell, where it is the only difference.
+ *
  * The bench prints Markdown tables and exits by itself: every wait has a timeout, every child is
  * killed after its limit. --repeat R runs every cell R times. --json FILE also writes the raw
- * results.
+ * results. BENCH_KC_DEBUG=1 prints assignment logs, gaps, failed commits and final offsets.
  */
 import { type ChildProcess, fork, spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
@@ -85,7 +91,9 @@ const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 
 const PARTITIONS = 6;
 const MB = 1024 * 1024;
-const VARIANTS = ["kafkajs", "platformatic-classic", "platformatic-consumer"] as const;
+const VARIANTS = ["kafkajs", "kafkajs-nohook", "platformatic-classic", "platformatic-consumer"] as const;
+/** kafkajs-nohook differs from kafkajs only in the duplicates cell, so only that cell runs it by default. */
+const MAIN_VARIANTS: readonly Variant[] = ["kafkajs", "platformatic-classic", "platformatic-consumer"];
 type Variant = (typeof VARIANTS)[number];
 const CELLS = ["consume", "rebalance", "duplicates"] as const;
 type Cell = (typeof CELLS)[number];
@@ -128,6 +136,8 @@ interface MemberContext {
 }
 
 interface MemberStats {
+  /** Group joins completed (kafkajs GROUP_JOIN; platformatic consumer:group:join, which the KIP-848 mode emits once). */
+  joins: number;
   commits: number;
   commitFailures: number;
   hookCommits: number;
@@ -141,6 +151,8 @@ interface Member {
   /** Graceful leave: stop processing, commit what was processed, leave the group. */
   leave(): Promise<{ commitMs: number; closeMs: number }>;
   stats: MemberStats;
+  /** Processed and committed offsets, for BENCH_KC_DEBUG. */
+  describe(): string;
 }
 
 type CommitFn = (list: [partition: number, offset: number][]) => Promise<void>;
@@ -149,8 +161,10 @@ type CommitFn = (list: [partition: number, offset: number][]) => Promise<void>;
 class Progress {
   readonly processed = new Map<number, number>();
   readonly committed = new Map<number, number>();
-  readonly stats: MemberStats = { commits: 0, commitFailures: 0, hookCommits: 0, dropped: 0 };
+  readonly stats: MemberStats = { joins: 0, commits: 0, commitFailures: 0, hookCommits: 0, dropped: 0 };
   private timer: NodeJS.Timeout | undefined;
+  /** Set once the member has made its leave commit: later commits are not made or counted. */
+  private stopped = false;
   constructor(
     private readonly commitFn: CommitFn,
     private readonly onError: (err: unknown) => void,
@@ -158,6 +172,10 @@ class Progress {
 
   startTimer(ms: number): void {
     this.timer = setInterval(() => void this.commit("timer"), ms);
+  }
+  describe(): string {
+    const show = (m: Map<number, number>) => [...m].map(([p, o]) => `${p}:${o}`).join(" ");
+    return `processed ${show(this.processed)} | committed ${show(this.committed)}`;
   }
   stopTimer(): void {
     clearInterval(this.timer);
@@ -168,6 +186,8 @@ class Progress {
     for (const p of [...this.committed.keys()]) if (!assigned.has(p)) this.committed.delete(p);
   }
   async commit(kind: "timer" | "hook" | "leave"): Promise<void> {
+    if (this.stopped) return;
+    if (kind === "leave") this.stopTimer();
     const list: [number, number][] = [];
     for (const [p, o] of this.processed) if (this.committed.get(p) !== o) list.push([p, o]);
     if (list.length === 0) return;
@@ -177,13 +197,24 @@ class Progress {
       this.stats.commits++;
       if (kind === "hook") this.stats.hookCommits++;
     } catch (err) {
+      if (this.stopped && kind !== "leave") return;
       this.stats.commitFailures++;
+      if (process.env.BENCH_KC_DEBUG)
+        process.stderr.write(`debug commit ${kind} failed at ${Date.now() % 100_000}: ${debugError(err)}\n`);
       if (kind === "leave") this.onError(err);
+    } finally {
+      if (kind === "leave") this.stopped = true;
     }
   }
 }
 
-function kafkajsMember(ctx: MemberContext, id: number, name: string): Member {
+function debugError(err: unknown): string {
+  const e = err as { message?: string; type?: string; errors?: unknown[]; cause?: unknown };
+  const inner = Array.isArray(e?.errors) ? ` [${e.errors.map(debugError).join("; ")}]` : "";
+  return `${e?.type ?? ""} ${e?.message ?? String(err)}${inner}`;
+}
+
+function kafkajsMember(ctx: MemberContext, id: number, name: string, hook: boolean): Member {
   const kafka = createKafka({ brokers: ctx.brokers, clientId: `bench-kc-${name}` });
   const consumer: KjsConsumer = kafka.consumer({
     groupId: ctx.groupId,
@@ -202,6 +233,7 @@ function kafkajsMember(ctx: MemberContext, id: number, name: string): Member {
   let assigned = new Set<number>();
   let leaving = false;
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    progress.stats.joins++;
     assigned = new Set<number>(e.payload.memberAssignment[ctx.topic] ?? []);
     progress.keepOnly(assigned);
     ctx.onAssignment(
@@ -212,7 +244,7 @@ function kafkajsMember(ctx: MemberContext, id: number, name: string): Member {
   });
   // Emitted by runner.js just before it rejoins (after a fetch-loop error that isRebalancing).
   consumer.on(consumer.events.REBALANCING, () => {
-    if (!leaving) void progress.commit("hook");
+    if (hook && !leaving) void progress.commit("hook");
   });
   const isRebalancing = (e: unknown): boolean => {
     const type = (e as { type?: string } | null)?.type;
@@ -223,7 +255,7 @@ function kafkajsMember(ctx: MemberContext, id: number, name: string): Member {
     try {
       await heartbeat();
     } catch (e) {
-      if (isRebalancing(e) && !leaving) await progress.commit("hook");
+      if (hook && isRebalancing(e) && !leaving) await progress.commit("hook");
       throw e;
     }
   };
@@ -231,6 +263,7 @@ function kafkajsMember(ctx: MemberContext, id: number, name: string): Member {
     id,
     name,
     stats: progress.stats,
+    describe: () => progress.describe(),
     async start() {
       await consumer.connect();
       await consumer.subscribe({ topic: ctx.topic, fromBeginning: true });
@@ -318,6 +351,9 @@ function platformaticMember(ctx: MemberContext, id: number, name: string, kip848
     consumer.on("consumer:group:rebalance", () => {
       if (!leaving) void progress.commit("hook");
     });
+  consumer.on("consumer:group:join", () => {
+    progress.stats.joins++;
+  });
   consumer.on("error", (err: unknown) => {
     if (!closed) ctx.onError(id, err);
   });
@@ -325,6 +361,7 @@ function platformaticMember(ctx: MemberContext, id: number, name: string, kip848
     id,
     name,
     stats: progress.stats,
+    describe: () => progress.describe(),
     async start() {
       poller = setInterval(poll, 10);
       const s = await consumer.consume({
@@ -369,7 +406,8 @@ function platformaticMember(ctx: MemberContext, id: number, name: string, kip848
 }
 
 function makeMember(ctx: MemberContext, id: number, name: string): Member {
-  if (ctx.variant === "kafkajs") return kafkajsMember(ctx, id, name);
+  if (ctx.variant === "kafkajs" || ctx.variant === "kafkajs-nohook")
+    return kafkajsMember(ctx, id, name, ctx.variant === "kafkajs");
   return platformaticMember(ctx, id, name, ctx.variant === "platformatic-consumer");
 }
 
@@ -444,6 +482,7 @@ interface RebalanceResult {
   leaveAFirstMs: number;
   leaveAPauseMs: number;
   leaveBCloseMs: number;
+  aJoins: number;
   redeliveredSame: number;
   redeliveredOther: number;
   dropped: number;
@@ -464,8 +503,12 @@ interface DuplicatesResult {
   commits: number;
   hookCommits: number;
   commitFailures: number;
+  joins: number;
   events: { at: number; what: string; tookMs: number }[];
+  assignmentChanges: number;
   settledMs: number;
+  /** Set by the parent: sum over partitions of end offset - the group's committed offset. */
+  committedBehind?: number;
   errors: string[];
 }
 
@@ -629,8 +672,11 @@ async function childRebalance(spec: ChildSpec): Promise<RebalanceResult> {
     for (const m of [0, 1]) {
       const gaps: string[] = [];
       for (let i = 1; i < times[m].length; i++)
-        if (times[m][i] - times[m][i - 1] > 300) gaps.push(`${rel(times[m][i - 1])}+${times[m][i] - times[m][i - 1]}`);
-      process.stderr.write(` ${"AB"[m]}: ${times[m].length} msgs, first ${rel(times[m][0])} last ${rel(times[m][times[m].length - 1])}, gaps>300ms: ${gaps.join(" ")}\n`);
+        if (times[m][i] - times[m][i - 1] > 300)
+          gaps.push(`${rel(times[m][i - 1])}+${times[m][i] - times[m][i - 1]}`);
+      process.stderr.write(
+        ` ${"AB"[m]}: ${times[m].length} msgs, first ${rel(times[m][0])} last ${rel(times[m][times[m].length - 1])}, gaps>300ms: ${gaps.join(" ")}\n`,
+      );
     }
   }
   return {
@@ -643,6 +689,7 @@ async function childRebalance(spec: ChildSpec): Promise<RebalanceResult> {
     leaveAFirstMs: aFirstFromB - tLeave,
     leaveAPauseMs: longestGap(times[0], tLeave, aFirstFromB),
     leaveBCloseMs: closeMs,
+    aJoins: a.stats.joins,
     redeliveredSame: tally.againSameMember,
     redeliveredOther: tally.againOtherMember,
     dropped: a.stats.dropped + b.stats.dropped,
@@ -708,6 +755,7 @@ async function childDuplicates(spec: ChildSpec): Promise<DuplicatesResult> {
   const tally = new Tally();
   const errors: string[] = [];
   const assignment = new Map<number, number[]>();
+  let assignmentChanges = 0;
   const ctx: MemberContext = {
     variant: spec.variant,
     brokers: spec.brokers,
@@ -719,6 +767,7 @@ async function childDuplicates(spec: ChildSpec): Promise<DuplicatesResult> {
     },
     onAssignment(m, partitions) {
       assignment.set(m, partitions);
+      assignmentChanges++;
     },
     onError(m, err) {
       errors.push(`${m}: ${errorText(err)}`);
@@ -752,6 +801,7 @@ async function childDuplicates(spec: ChildSpec): Promise<DuplicatesResult> {
     if (wait > 0) await sleep(wait);
     const t = Date.now();
     const ev = { at, what: `${kind} ${name}`, tookMs: -1 };
+    if (process.env.BENCH_KC_DEBUG) process.stderr.write(`debug event ${ev.what} at ${t % 100_000}\n`);
     events.push(ev);
     const run =
       kind === "join"
@@ -781,6 +831,10 @@ async function childDuplicates(spec: ChildSpec): Promise<DuplicatesResult> {
     [...members.values()].map((m) => m.leave().catch((err) => errors.push(`final leave: ${errorText(err)}`))),
   );
   const { multi, missing } = tally.check(end);
+  if (process.env.BENCH_KC_DEBUG) {
+    process.stderr.write(`debug ${spec.variant}: end ${end.join(",")}\n`);
+    for (const m of all) process.stderr.write(` ${m.name}: ${m.describe()} ${JSON.stringify(m.stats)}\n`);
+  }
   const sum = (f: (s: MemberStats) => number) => all.reduce((a, m) => a + f(m.stats), 0);
   return {
     produced,
@@ -795,7 +849,9 @@ async function childDuplicates(spec: ChildSpec): Promise<DuplicatesResult> {
     commits: sum((s) => s.commits),
     hookCommits: sum((s) => s.hookCommits),
     commitFailures: sum((s) => s.commitFailures),
+    joins: sum((s) => s.joins),
     events,
+    assignmentChanges,
     settledMs,
     errors: errors.slice(0, 5),
   };
@@ -971,15 +1027,15 @@ function rebalanceTable(rows: Row<RebalanceResult>[], rate: number): string[] {
   const out = [
     `Time to rebalance (ms), ${fmt(rate)} msg/s produced live into 6 partitions; A alone, then B joins, then B leaves gracefully; commits every 1 s:`,
     "",
-    "| variant | run | A's longest gap before | **join: split** | **join: B's first msg** | **join: A's pause** | re-delivered at join | **leave: A owns all** | **leave: A's first msg from B's partitions** | **leave: A's pause** | B close ms | re-delivered: same / other member | dropped | commit failures |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| variant | run | A's longest gap before | **join: split** | **join: B's first msg** | **join: A's pause** | re-delivered at join | **leave: A owns all** | **leave: A's first msg from B's partitions** | **leave: A's pause** | B close ms | re-delivered: same / other member | dropped | commit failures | A's group joins |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
     const c = r.result;
-    if (!c) out.push(failedRow(r, 14));
+    if (!c) out.push(failedRow(r, 15));
     else
       out.push(
-        `| ${r.variant} | ${r.run} | ${fmt(c.baselineGapMs)} | **${fmt(c.joinSplitMs)}** | **${fmt(c.joinBFirstMs)}** | **${fmt(c.joinAPauseMs)}** | ${fmt(c.joinARedelivered)} | **${fmt(c.leaveAllMs)}** | **${fmt(c.leaveAFirstMs)}** | **${fmt(c.leaveAPauseMs)}** | ${fmt(c.leaveBCloseMs)} | ${fmt(c.redeliveredSame)} / ${fmt(c.redeliveredOther)} | ${fmt(c.dropped)} | ${fmt(c.commitFailures)} |`,
+        `| ${r.variant} | ${r.run} | ${fmt(c.baselineGapMs)} | **${fmt(c.joinSplitMs)}** | **${fmt(c.joinBFirstMs)}** | **${fmt(c.joinAPauseMs)}** | ${fmt(c.joinARedelivered)} | **${fmt(c.leaveAllMs)}** | **${fmt(c.leaveAFirstMs)}** | **${fmt(c.leaveAPauseMs)}** | ${fmt(c.leaveBCloseMs)} | ${fmt(c.redeliveredSame)} / ${fmt(c.redeliveredOther)} | ${fmt(c.dropped)} | ${fmt(c.commitFailures)} | ${fmt(c.aJoins)} |`,
       );
   }
   return out;
@@ -987,6 +1043,7 @@ function rebalanceTable(rows: Row<RebalanceResult>[], rate: number): string[] {
 
 const HOOKS: Record<Variant, string> = {
   kafkajs: "eachBatch heartbeat() error + REBALANCING event",
+  "kafkajs-nohook": "none (timer only, like the Source today)",
   "platformatic-classic": "consumer:group:rebalance event",
   "platformatic-consumer": "none (KIP-848, no revocation callback)",
 };
@@ -995,15 +1052,15 @@ function duplicatesTable(rows: Row<DuplicatesResult>[], n: number, rate: number)
   const out = [
     `Duplicates after 10 forced rebalances: 3 members, 6 partitions, ${fmt(n)} messages at ${fmt(rate)}/s, commits every 500 ms and in the pre-revocation hook:`,
     "",
-    "| variant | run | pre-revocation commit | delivered | distinct | **extra deliveries** | same member / other member | **offsets delivered > once** | **never delivered** | dropped (not owned) | commits (in hook) | commit failures | settle s |",
-    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| variant | run | pre-revocation commit | delivered | distinct | **extra deliveries** | same member / other member | **offsets delivered > once** | **never delivered** | dropped (not owned) | group joins | assignment changes seen | commits (in hook) | commit failures | committed at end: behind | settle s |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
     const c = r.result;
-    if (!c) out.push(failedRow(r, 13));
+    if (!c) out.push(failedRow(r, 16));
     else
       out.push(
-        `| ${r.variant} | ${r.run} | ${HOOKS[r.variant]} | ${fmt(c.deliveries)} | ${fmt(c.distinct)} | **${fmt(c.extra)}** | ${fmt(c.againSameMember)} / ${fmt(c.againOtherMember)} | **${fmt(c.multi)}** | **${fmt(c.missing)}** | ${fmt(c.dropped)} | ${fmt(c.commits)} (${fmt(c.hookCommits)}) | ${fmt(c.commitFailures)} | ${fmt(c.settledMs / 1000, 1)} |`,
+        `| ${r.variant} | ${r.run} | ${HOOKS[r.variant]} | ${fmt(c.deliveries)} | ${fmt(c.distinct)} | **${fmt(c.extra)}** | ${fmt(c.againSameMember)} / ${fmt(c.againOtherMember)} | **${fmt(c.multi)}** | **${fmt(c.missing)}** | ${fmt(c.dropped)} | ${fmt(c.joins)} | ${fmt(c.assignmentChanges)} | ${fmt(c.commits)} (${fmt(c.hookCommits)}) | ${fmt(c.commitFailures)} | ${fmt(c.committedBehind)} | ${fmt(c.settledMs / 1000, 1)} |`,
       );
   }
   return out;
@@ -1014,9 +1071,13 @@ function duplicatesTable(rows: Row<DuplicatesResult>[], n: number, rate: number)
 
 async function main(): Promise<void> {
   const cells = flag("--cells", CELLS.join(",")).split(",") as Cell[];
-  const variants = flag("--variants", VARIANTS.join(",")).split(",") as Variant[];
+  const given = flag("--variants", "");
+  const variants = (given ? given.split(",") : [...VARIANTS]) as Variant[];
+  const variantsFor = (cell: Cell): Variant[] =>
+    given || cell === "duplicates" ? variants : variants.filter((v) => MAIN_VARIANTS.includes(v));
   for (const c of cells) if (!CELLS.includes(c)) throw new Error(`--cells: unknown cell ${c}`);
   for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: unknown variant ${v}`);
+  if (new Set(variants).size !== variants.length) throw new Error("--variants: a variant is named twice");
   const repeat = Number(flag("--repeat", "1"));
   const n = Number(flag("--n", "200000"));
   const rate = Number(flag("--rate", "2000"));
@@ -1048,7 +1109,7 @@ async function main(): Promise<void> {
       const end = await endOffsets(admin, topic);
       log(`filled ${topic}: ${n} messages in ${fillSecs.toFixed(1)} s`);
       for (let run = 1; run <= repeat; run++)
-        for (const variant of variants) {
+        for (const variant of variantsFor("consume")) {
           const groupId = `${topic}-${variant}-${run}`;
           const c = startChild({ cell: "consume", variant, brokers, topic, groupId, end }, 150_000);
           const row: Row<ConsumeResult> = { variant, run };
@@ -1065,7 +1126,7 @@ async function main(): Promise<void> {
     }
     if (cells.includes("rebalance"))
       for (let run = 1; run <= repeat; run++)
-        for (const variant of variants) {
+        for (const variant of variantsFor("rebalance")) {
           const topic = `bench-kc-${runId}-rebalance-${variant}-${run}`;
           await createTopic(admin, topic);
           topics.push(topic);
@@ -1088,7 +1149,7 @@ async function main(): Promise<void> {
         }
     if (cells.includes("duplicates"))
       for (let run = 1; run <= repeat; run++)
-        for (const variant of variants) {
+        for (const variant of variantsFor("duplicates")) {
           const topic = `bench-kc-${runId}-dup-${variant}-${run}`;
           await createTopic(admin, topic);
           topics.push(topic);
@@ -1111,11 +1172,14 @@ async function main(): Promise<void> {
             row.result = (await c.result) as DuplicatesResult;
             const committed = await admin.fetchOffsets({ groupId: `${topic}-g`, topics: [topic] });
             const end = await endOffsets(admin, topic);
-            const behind = committed[0].partitions.reduce(
-              (a, p) => a + Math.max(0, end[p.partition] - Number(p.offset)),
-              0,
-            );
-            if (behind > 0) row.result.errors.push(`committed offsets end ${behind} behind the end offsets`);
+            const behind = committed[0].partitions
+              .map((p) => ({ p: p.partition, by: end[p.partition] - Math.max(0, Number(p.offset)) }))
+              .filter((b) => b.by !== 0);
+            row.result.committedBehind = behind.reduce((a, b) => a + b.by, 0);
+            if (behind.length > 0)
+              row.result.errors.push(
+                `committed offsets at the end differ from the end offsets: ${behind.map((b) => `p${b.p} ${b.by} behind`).join(", ")}`,
+              );
           } catch (err) {
             row.error = errorText(err);
           }
