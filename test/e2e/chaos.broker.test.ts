@@ -59,6 +59,7 @@ import {
   startCurate,
 } from "../support/curate-process.js";
 import { brokers, freshGroup, testKafka, uniqueName, waitFor } from "../support/kafka.js";
+import { committedOffsets, deadLetters, produceFile, topicEnds } from "../support/kafka-reads.js";
 
 const SEED = Number(process.env.MMSSR_CHAOS_SEED ?? 7007);
 const VERBOSE = Boolean(process.env.MMSSR_CHAOS_VERBOSE);
@@ -190,14 +191,7 @@ async function dataset(kafka: Kafka, rng: Random): Promise<Dataset> {
   return { topic, dlqTopic, ids: new Set(samples.map((s) => String(s.id))), files };
 }
 
-async function produce(list: string[], topic: string, file: string): Promise<void> {
-  const { stdout } = await exec(
-    process.execPath,
-    [join(REPO, "bin", "mmssr.js"), "produce", "--brokers", list.join(","), "--topic", topic, "--in", file],
-    { cwd: REPO, maxBuffer: 16 * 1024 * 1024 },
-  );
-  if (!/^produced (\d+) of \1 records/.test(stdout)) throw new Error(`produce ${file}: ${stdout}`);
-}
+const produce = produceFile;
 
 // ---------------------------------------------------------------------------------------------
 // Manifests: the union of DIR/manifests/*.jsonl (or the old DIR/manifest.jsonl)
@@ -287,52 +281,6 @@ async function scoredRows(out: string): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 // Kafka reads for the check
-
-async function topicEnds(kafka: Kafka, topic: string): Promise<Map<number, bigint>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-async function committedOffsets(kafka: Kafka, group: string, topic: string): Promise<Map<number, bigint>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-    return new Map(t.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-/** Every message of the dead-letter topic: origin "partition:offset", code. */
-async function deadLetters(kafka: Kafka, dlqTopic: string): Promise<{ origin: string; code: string }[]> {
-  const end = [...(await topicEnds(kafka, dlqTopic)).values()].reduce((a, b) => a + b, 0n);
-  const out: { origin: string; code: string }[] = [];
-  if (end === 0n) return out;
-  const consumer = kafka.consumer({ groupId: freshGroup("chaos-dlq-reader") });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic: dlqTopic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const h = (k: string): string => String(message.headers?.[k] ?? "");
-        out.push({
-          origin: `${h("mmssr-origin-partition")}:${h("mmssr-origin-offset")}`,
-          code: h("mmssr-code"),
-        });
-      },
-    });
-    await waitFor(() => BigInt(out.length) >= end, { timeoutMs: 30_000, what: `${end} dead letters` });
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The check

@@ -35,7 +35,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { DuckDBInstance } from "@duckdb/node-api";
-import type { Kafka } from "kafkajs";
+import type { Admin, Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPublishedEntries } from "../../connectors/sink/shared-output.js";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
@@ -50,6 +50,7 @@ import {
   startCurate,
 } from "../support/curate-process.js";
 import { brokers, freshGroup, testKafka, uniqueName, waitFor } from "../support/kafka.js";
+import { committedOffsets, deadLetters, produceFile, topicEnds } from "../support/kafka-reads.js";
 
 const SEED = Number(process.env.MMSSR_CRASH_SEED ?? 4004);
 const MESSAGES = 20_000;
@@ -142,61 +143,7 @@ async function dataset(list: string[], name: string, seed: number, parts = 1): P
   return { topic, dlqTopic, ids: new Set(samples.map((s) => String(s.id))), files };
 }
 
-async function produce(list: string[], topic: string, file: string): Promise<void> {
-  const { stdout } = await exec(
-    process.execPath,
-    [join(REPO, "bin", "mmssr.js"), "produce", "--brokers", list.join(","), "--topic", topic, "--in", file],
-    { cwd: REPO, maxBuffer: 16 * 1024 * 1024 },
-  );
-  expect(stdout).toMatch(/^produced (\d+) of \1 records/);
-}
-
-/** Ends of the topic's partitions (next offset) by partition. */
-async function topicEnds(kafka: Kafka, topic: string): Promise<Map<number, bigint>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-async function committedOffsets(kafka: Kafka, group: string, topic: string): Promise<Map<number, bigint>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-    return new Map(t.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-/** Every message of the dead-letter topic: origin "partition:offset", code. */
-async function deadLetters(kafka: Kafka, dlqTopic: string): Promise<{ origin: string; code: string }[]> {
-  const end = [...(await topicEnds(kafka, dlqTopic)).values()].reduce((a, b) => a + b, 0n);
-  const out: { origin: string; code: string }[] = [];
-  if (end === 0n) return out;
-  const consumer = kafka.consumer({ groupId: freshGroup("crash-dlq-reader") });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic: dlqTopic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const h = (k: string): string => String(message.headers?.[k] ?? "");
-        out.push({
-          origin: `${h("mmssr-origin-partition")}:${h("mmssr-origin-offset")}`,
-          code: h("mmssr-code"),
-        });
-      },
-    });
-    await waitFor(() => BigInt(out.length) >= end, { timeoutMs: 30_000, what: `${end} dead letters` });
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
+const produce = produceFile;
 
 interface Outcome {
   /** rows of the scored logs, and the distinct (partition, offset) among them */
@@ -285,6 +232,24 @@ async function check(list: string[], d: Dataset, group: string, outs: string[]):
     deadLetters: letters.length,
     deadLetterOrigins: letterOrigins.size,
   };
+}
+
+/** Waits until the group is stable with n members; fails at once when `first` exits. */
+function stableMembers(
+  admin: Admin,
+  group: string,
+  n: number,
+  what: string,
+  first: CurateProcess,
+): Promise<unknown> {
+  return waitFor(
+    async () => {
+      const { groups } = await admin.describeGroups([group]);
+      if (first.done) throw new Error(`the first curator exited: ${first.output()}`);
+      return groups[0]?.state === "Stable" && groups[0].members.length === n;
+    },
+    { timeoutMs: 60_000, intervalMs: 100, what },
+  );
 }
 
 /** Members of a group that a SIGKILL left behind, evicted (see evictGroupMembers). */
@@ -382,7 +347,12 @@ describe("crash safety of mmssr curate", () => {
     const last = curate({ brokers: list, topic: d.topic, group, out, dlqTopic: d.dlqTopic });
     const end = await last.exited;
     expect(end.code, end.output).toBe(0);
-    log.push(`final run: ${end.output.split("\n").filter((l) => /^(read|lag) /.test(l)).join(" | ")}`);
+    log.push(
+      `final run: ${end.output
+        .split("\n")
+        .filter((l) => /^(read|lag) /.test(l))
+        .join(" | ")}`,
+    );
     const outcome = await check(list, d, group, [out]);
     console.log(`crash-safety kill -9 (seed ${SEED}):\n  ${log.join("\n  ")}\n  ${JSON.stringify(outcome)}`);
     // the seeded points must really have interrupted runs, else the test proves little
@@ -542,15 +512,7 @@ describe("crash safety of mmssr curate: rebalance", () => {
     const kafka = kafkaFor(list, "crash-rebalance");
     const admin = kafka.admin();
     await admin.connect();
-    const members = (n: number, what: string): Promise<unknown> =>
-      waitFor(
-        async () => {
-          const { groups } = await admin.describeGroups([group]);
-          if (a.done) throw new Error(`the first curator exited: ${a.output()}`);
-          return groups[0]?.state === "Stable" && groups[0].members.length === n;
-        },
-        { timeoutMs: 60_000, intervalMs: 100, what },
-      );
+    const members = (n: number, what: string) => stableMembers(admin, group, n, what, a);
     let b: CurateProcess;
     try {
       await members(1, "the first curator in the group");
@@ -589,6 +551,64 @@ describe("crash safety of mmssr curate: rebalance", () => {
     );
     expect(outcome.scoredOrigins).toBe(MESSAGES);
     expect(byInstance.size, "both instances published").toBe(2);
+    expect(outcome.duplicateDecisions, "offsets decided twice").toBe(0);
+    expect(outcome.selectedIds, "ids selected twice").toBe(outcome.selectedRows);
+  }, 150_000);
+});
+
+describe("crash safety of mmssr curate: a finishing run and a dead member", () => {
+  it("--until-idle waits for the partitions a killed member still holds, then decides them and exits caught up", async () => {
+    const list = brokers();
+    const d = await dataset(list, "crash-dead-member", SEED + 3);
+    await produce(list, d.topic, d.files[0]);
+    const group = freshGroup("crash-dead-member");
+    const out = join(dir, "dead-member");
+    await mkdir(out);
+    // A never stops by itself; B finishes as soon as it is idle and the group is caught up
+    const a = curate({
+      brokers: list,
+      topic: d.topic,
+      group,
+      out,
+      dlqTopic: d.dlqTopic,
+      ...ROTATE,
+      untilIdle: 600,
+    });
+    const admin = kafkaFor(list, "crash-dead-member").admin();
+    await admin.connect();
+    const members = (n: number, what: string) => stableMembers(admin, group, n, what, a);
+    let b: CurateProcess;
+    try {
+      await members(1, "A in the group");
+      b = curate({
+        brokers: list,
+        topic: d.topic,
+        group,
+        out,
+        dlqTopic: d.dlqTopic,
+        ...ROTATE,
+        untilIdle: 2,
+      });
+      await members(2, "A and B in the group");
+    } finally {
+      await admin.disconnect();
+    }
+    await waitFor(async () => (await publishedRows(out)) >= 2_000, {
+      timeoutMs: 60_000,
+      what: "files published by the pair",
+    });
+    // SIGKILL and no eviction: A stays a member, holding its partitions, until its session times out
+    await a.kill("SIGKILL");
+    const killedAt = Date.now();
+    const eb = await b.exited;
+    const waited = Date.now() - killedAt;
+    expect(eb.code, eb.output).toBe(0);
+    expect(eb.output, "B said what it waits for").toMatch(/idle, but waiting for \d+ partition\(s\)/);
+    const outcome = await check(list, d, group, [out]);
+    console.log(
+      `crash-safety dead member (seed ${SEED}): B exited ${Math.round(waited / 1000)} s after A's SIGKILL\n  ${JSON.stringify(outcome)}`,
+    );
+    expect(outcome.scoredOrigins).toBe(MESSAGES);
     expect(outcome.duplicateDecisions, "offsets decided twice").toBe(0);
     expect(outcome.selectedIds, "ids selected twice").toBe(outcome.selectedRows);
   }, 150_000);

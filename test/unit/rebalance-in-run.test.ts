@@ -115,7 +115,11 @@ describe("a partition revoked and assigned again within one run", () => {
     const output = await SharedOutput.open({ dir: out });
     const script = scriptedSource();
     let sink: FileSink | undefined;
-    const owner = new PartitionOwner({ source: script.source, output, onRevoke: (keys) => sink?.discard(keys) });
+    const owner = new PartitionOwner({
+      source: script.source,
+      output,
+      onRevoke: (keys) => sink?.discard(keys),
+    });
     sink = await createCurationSink({
       output,
       gate: owner.gate,
@@ -141,7 +145,10 @@ describe("a partition revoked and assigned again within one run", () => {
     await script.assign([0, 1]);
     script.deliver(0, PER_PARTITION / 2);
     script.deliver(1, PER_PARTITION / 2);
-    await waitFor(async () => (await scoredRows()) >= 100, { timeoutMs: 30_000, what: "a first publication" });
+    await waitFor(async () => (await scoredRows()) >= 100, {
+      timeoutMs: 30_000,
+      what: "a first publication",
+    });
     // generation 2: partition 1 moves away, partition 0 comes back (eager: from its committed offset)
     await script.assign([0]);
     script.deliver(0, PER_PARTITION);
@@ -161,7 +168,9 @@ describe("a partition revoked and assigned again within one run", () => {
     const stats = await run;
     await sink.close();
 
-    const files = (await readPublishedEntries(out)).filter((e) => e.kind === "scored").map((e) => join(out, e.file));
+    const files = (await readPublishedEntries(out))
+      .filter((e) => e.kind === "scored")
+      .map((e) => join(out, e.file));
     const con = await duck.connect();
     const rows = (
       await con.runAndReadAll(
@@ -170,7 +179,10 @@ describe("a partition revoked and assigned again within one run", () => {
     ).getRowObjectsJS();
     con.closeSync();
     expect(rows.length, "distinct (partition, offset) decided").toBe(2 * PER_PARTITION);
-    expect(rows.filter((r) => Number(r.n) !== 1), "offsets decided more than once").toEqual([]);
+    expect(
+      rows.filter((r) => Number(r.n) !== 1),
+      "offsets decided more than once",
+    ).toEqual([]);
     expect(script.committed.get(`${TOPIC}:0`)).toBe(String(PER_PARTITION));
     expect(script.committed.get(`${TOPIC}:1`)).toBe(String(PER_PARTITION));
     // partition 0 was re-read from its committed offset twice, and partition 1 once: what had
