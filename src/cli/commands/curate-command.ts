@@ -41,7 +41,10 @@ export function registerCurateCommand(program: Command): void {
     .requiredOption("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
     .requiredOption("--topic <name>", "topic of incoming samples")
     .requiredOption("--group <id>", "consumer group (instances of one group share the partitions)")
-    .requiredOption("--out <dir>", "output (shareable by a fleet): DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifests/<instance>.jsonl")
+    .requiredOption(
+      "--out <dir>",
+      "output (shareable by a fleet): DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifests/<instance>.jsonl",
+    )
     .option(
       "--mode <mode>",
       "window (the offline selector on each window) or continuous (each sample within --max-delay-ms)",
@@ -60,7 +63,10 @@ export function registerCurateCommand(program: Command): void {
     .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
     .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
     .option("--workers <n>", "inference worker threads", "1")
-    .option("--until-idle <seconds>", "drain, publish, commit and exit once nothing arrived for this long and the group is caught up (lag 0)")
+    .option(
+      "--until-idle <seconds>",
+      "drain, publish, commit and exit once nothing arrived for this long and the group is caught up (lag 0)",
+    )
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
     .option("--output-topic <name>", "also send selected samples to this topic (key = sample id)")
     .option("--image-base <dir>", "relative image paths resolve against this folder")
