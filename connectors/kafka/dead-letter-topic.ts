@@ -1,6 +1,5 @@
 import type { Producer } from "kafkajs";
 import type { DeadLetterSink } from "../../src/stream/ports.js";
-import type { DeadLetter } from "../../src/stream/stream-types.js";
 import { createKafka, type KafkaConnectionOptions } from "./kafka-client.js";
 
 /** Headers a dead letter carries: why it was refused and where it came from. */

@@ -157,7 +157,7 @@ export class PartitionOwner {
 
   private isOwned(key: string, generation: number | undefined): boolean {
     const o = this.owned.get(key);
-    return o !== undefined && o.ready && o.generation === generation;
+    return o?.ready === true && o.generation === generation;
   }
 
   /** Whether a record read under `generation` is still this instance's to decide. */
@@ -172,7 +172,7 @@ export class PartitionOwner {
    */
   admit(origin: Origin, generation: number | undefined): "track" | "skip" | "stale" {
     const o = this.owned.get(partitionKey(origin.topic, origin.partition));
-    if (!o || !o.ready || o.generation !== generation) return "stale";
+    if (!o?.ready || o.generation !== generation) return "stale";
     this.ledger.track(origin);
     const offset = BigInt(origin.offset);
     if (offset < o.floor || o.published.has(offset)) {

@@ -55,7 +55,6 @@ import {
   type CurateProcessOptions,
   ensureBuilt,
   evictGroupMembers,
-  REPO,
   startCurate,
 } from "../support/curate-process.js";
 import { brokers, freshGroup, testKafka, uniqueName, waitFor } from "../support/kafka.js";
@@ -97,7 +96,7 @@ const FINAL_LIMIT_MS = 120_000;
 /** kafkajs's INFO line for a completed join (join and sync), with the member id */
 const JOINED = /Consumer has joined the group[^\n]*?"memberId":"([^"]+)"/g;
 
-const exec = promisify(execFile);
+const _exec = promisify(execFile);
 let dir: string;
 let duck: DuckDBInstance;
 const running = new Set<CurateProcess>();
