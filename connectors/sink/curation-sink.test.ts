@@ -617,6 +617,47 @@ describe("curation sink: the publish gate", () => {
   });
 });
 
+describe("curation sink: the output topic hook", () => {
+  it("beforeManifest gets the rotation's selected decisions once the files are in place, before the manifest line", async () => {
+    const seen: { ids: string[]; filesThere: boolean; lines: number }[] = [];
+    const opened = await open({
+      rotateRows: 6,
+      beforeManifest: async (selected) => {
+        const manifest = await readManifestFile(opened.output.manifestPath);
+        seen.push({
+          ids: selected.map((d) => d.record.sample.id as string),
+          filesThere: (await listed("scored")).length > 0,
+          lines: manifest.entries.length,
+        });
+      },
+    });
+    await opened.sink.write(range("t", 0, 0, 5));
+    await opened.sink.close();
+    // offsets 0 and 3 are the selected ones of the fixture (offset % 3 === 0)
+    expect(seen).toEqual([{ ids: ["t-0-0", "t-0-3"], filesThere: true, lines: 0 }]);
+    expect((await readManifestFile(opened.output.manifestPath)).entries.length).toBe(2);
+  });
+
+  it("a failing beforeManifest takes the renamed files back and keeps the rows pending: nothing is published", async () => {
+    let fail = true;
+    const { sink, output } = await open({
+      beforeManifest: async () => {
+        if (fail) throw new Error("output topic down");
+      },
+    });
+    await sink.write(range("t", 0, 0, 2));
+    await expect(sink.flush()).rejects.toThrow(/output topic down/);
+    expect(await listed("scored")).toEqual([]);
+    expect(await listed("selected")).toEqual([]);
+    expect((await readManifestFile(output.manifestPath)).entries).toEqual([]);
+    expect(sink.stats().pendingRows).toBe(3);
+    fail = false;
+    await sink.flush();
+    expect(await allScoredOffsets()).toEqual(["t:0:0", "t:0:1", "t:0:2"]);
+    await sink.close();
+  });
+});
+
 describe("curation sink: discard and generations", () => {
   it("discard drops the pending rows of those partitions only", async () => {
     const { sink, published } = await open();

@@ -53,6 +53,12 @@ export interface CurationSinkOptions {
   timer?: boolean;
   /** called after each rotation's manifest lines are durable */
   onPublish?: (p: Publication) => void;
+  /**
+   * Awaited inside the commit point, after the files are in place and before the manifest line
+   * (the output topic), with the rotation's selected decisions: it gets what is published, at
+   * least once (a crash between the two sends it again after the rotation is redone).
+   */
+  beforeManifest?: (selected: readonly Decision[]) => Promise<void>;
   /** hash published files into the manifest (default true) */
   sha256?: boolean;
   /** Parquet row group size (default: one row group per file up to 131072 rows) */
@@ -187,6 +193,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
             renamed.push(f.final);
           }
           for (const kind of new Set(files.map((f) => dirname(f.final)))) await syncDir(kind);
+          if (chosen.length > 0) await options.beforeManifest?.(chosen);
           await manifest.append(files.map((f) => f.entry));
         } catch (err) {
           // not published (no manifest line): take the files back while the lock is still held
@@ -212,14 +219,15 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
       stats.publishedFiles++;
       stats.publishedRows[f.kind] += f.entry.rows;
     }
-    options.onPublish?.({
+    const publication: Publication = {
       topic: group.topic,
       partition: group.partition,
       generation: group.generation,
       offsets: decisions.map((d) => d.record.origin.offset),
       selected: chosen.length,
       files: files.map((f) => f.entry.file),
-    });
+    };
+    options.onPublish?.(publication);
     return true;
   };
 

@@ -138,6 +138,10 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     output,
     gate: owner.gate,
     onPublish: (p) => owner.published(p),
+    // the output topic gets what is published: sent before the manifest line, at least once
+    beforeManifest: decisionOutput
+      ? (selected) => (decisionOutput as DecisionOutput).send(selected)
+      : undefined,
     rotateRows: run.rotateRows,
     rotateMs: run.rotateMs,
   });
@@ -164,7 +168,6 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       sink,
       owner,
       deadLetters,
-      output: decisionOutput,
       select: selectStep(run),
       // In continuous mode windows are only scoring batches: small and short, so that they do
       // not add to the decision delay.

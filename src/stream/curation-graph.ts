@@ -16,7 +16,7 @@ import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
 import { writeDecisions } from "./operators/write-decisions.js";
 import { type ParsedRecord, type ParseRecordOptions, parseRawRecord } from "./parse-record.js";
 import type { PartitionOwner } from "./partition-owner.js";
-import type { CurationSink, DeadLetterSink, DecisionOutput, Source } from "./ports.js";
+import type { CurationSink, DeadLetterSink, Source } from "./ports.js";
 import type { DeadLetter, Decision, SampleRecord, ScoredRecord } from "./stream-types.js";
 
 /**
@@ -39,8 +39,6 @@ export interface CurationGraphOptions {
   deadLetters: DeadLetterSink;
   /** counters and gauges for dashboards (optional) */
   metrics?: CurationMetrics;
-  /** optional: selected decisions also go here (the output topic), after the sink took them */
-  output?: DecisionOutput;
   /** window of scored records -> one decision per record (window mode: the offline selector) */
   select: OperatorFunction<ScoredRecord[], Decision[]>;
   windowSize: number;
@@ -221,7 +219,6 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     select,
     writeDecisions({
       sink,
-      output: options.output,
       isStale: (d) => !current(d.record),
       onWritten: (kept, dropped) => {
         stats.droppedStale += dropped;
