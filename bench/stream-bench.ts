@@ -17,7 +17,7 @@
  *    - end to end: `runCurate` (src/cli/commands/curate-command.ts), window mode, ratio 0.3,
  *      window 20,000 / 2,000 ms, 1 scoring worker, sink rotation 100,000 rows or 2,000 ms
  *      (the CLI's 60 s time trigger would hold a partition's tail until the exit). The child
- *      watches its manifest and stops the run with SIGTERM once all N scored rows are published
+ *      watches its manifests and aborts the run (as SIGTERM does: drain, publish, commit) once all N scored rows are published
  *      (not --until-idle: its clock also runs while the source is paused for backpressure).
  *    Rates are N / (done - joined): joined = the consumer group first seen Stable with a member
  *    (an admin client polls describeGroups every 100 ms in the child), done = the bare consumer's
@@ -147,16 +147,17 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
     result = await bareConsume(spec, tCall);
   } else {
     let pauses = 0;
-    // Stop at once (SIGTERM: drain, publish, commit) when the manifest shows all n scored rows.
+    // Stop at once (abort: drain, publish, commit, as SIGTERM does) when the manifests show all n scored rows.
     // The --until-idle clock is not used to end these runs: it also runs while the graph has
     // paused the source for backpressure (records undecided > 50,000), and ends the run early
     // when draining the backlog takes longer than the idle time.
     let watching = true;
+    const stop = new AbortController();
     const watch = (async () => {
       while (watching) {
         const entries = await readPublishedEntries(spec.out).catch(() => []);
         if (entries.reduce((a, e) => a + (e.kind === "scored" ? e.rows : 0), 0) >= spec.n) {
-          process.kill(process.pid, "SIGTERM");
+          stop.abort();
           return;
         }
         await new Promise((r) => setTimeout(r, 250));
@@ -172,6 +173,7 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
       workers: 1,
       idleMs: spec.idleMs,
       rotateMs: spec.rotateMs,
+      signal: stop.signal,
       log: (line) => {
         if (line.startsWith("paused")) pauses++;
         else process.stderr.write(`  [curate] ${line}\n`);

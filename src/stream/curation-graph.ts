@@ -89,7 +89,10 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   let lastArrival = Date.now();
   let paused = false;
   let lastCommitted = "";
-  source.onAssignment(owner.handleAssignment);
+  source.onAssignment((change) => {
+    m?.assignmentChanges.inc();
+    return owner.handleAssignment(change);
+  });
 
   const commit = async (): Promise<void> => {
     const offsets = owner.committable();
@@ -136,6 +139,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       .catch((err) => log(`commit failed (will retry): ${(err as Error).message}`));
     const inFlight = owner.undecidedTotal;
     m?.undecided.set(inFlight);
+    m?.partitionsOwned.set(owner.positions().filter((p) => p.ready).length);
     m?.paused.set(paused ? 1 : 0);
     if (!paused && inFlight > maxInFlight) {
       paused = true;
@@ -172,8 +176,13 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     }),
     filter((raw) => {
       const verdict = owner.admit(raw.origin, raw.generation);
-      if (verdict === "skip") stats.skippedPublished++;
-      else if (verdict === "stale") stats.droppedStale++;
+      if (verdict === "skip") {
+        stats.skippedPublished++;
+        m?.skippedPublished.inc();
+      } else if (verdict === "stale") {
+        stats.droppedStale++;
+        m?.droppedStale.inc();
+      }
       return verdict === "track";
     }),
     map((raw): ParsedRecord => parseRawRecord(raw, options.parse)),
@@ -204,6 +213,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     map((window) => {
       const kept = window.filter(current);
       stats.droppedStale += window.length - kept.length;
+      m?.droppedStale.inc(window.length - kept.length);
       return kept;
     }),
     filter((window) => window.length > 0),
@@ -214,7 +224,12 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       m?.windows.inc();
     }),
     // ... or lose its partition while it was scored
-    map((window) => window.filter(current)),
+    map((window) => {
+      const kept = window.filter(current);
+      stats.droppedStale += window.length - kept.length;
+      m?.droppedStale.inc(window.length - kept.length);
+      return kept;
+    }),
     filter((window) => window.length > 0),
     select,
     writeDecisions({
@@ -222,6 +237,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       isStale: (d) => !current(d.record),
       onWritten: (kept, dropped) => {
         stats.droppedStale += dropped;
+        m?.droppedStale.inc(dropped);
         stats.selected += kept.filter((d) => d.selected).length;
         if (!m) return;
         const now = Date.now();

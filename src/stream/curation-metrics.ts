@@ -14,6 +14,14 @@ export interface CurationMetrics {
   commits: Counter;
   undecided: Gauge;
   paused: Gauge;
+  /** partitions this instance owns now (claimed) */
+  partitionsOwned: Gauge;
+  /** assignment changes seen (each rebalance, or a rejoin, is one or two) */
+  assignmentChanges: Counter;
+  /** records read again whose decision a published file already held */
+  skippedPublished: Counter;
+  /** records dropped because their generation was over (their partition moved) */
+  droppedStale: Counter;
   /** seconds from a record's arrival (or produce timestamp) to its decision being handed to the sink */
   decisionLatency: Histogram;
 }
@@ -49,6 +57,26 @@ export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): Cu
     paused: new Gauge({
       name: `${prefix}source_paused`,
       help: "1 while the source is paused for backpressure",
+      registers,
+    }),
+    partitionsOwned: new Gauge({
+      name: `${prefix}partitions_owned`,
+      help: "partitions this instance owns (claimed) now",
+      registers,
+    }),
+    assignmentChanges: new Counter({
+      name: `${prefix}assignment_changes_total`,
+      help: "assignment changes (rebalances, rejoins) this instance went through",
+      registers,
+    }),
+    skippedPublished: new Counter({
+      name: `${prefix}skipped_published_total`,
+      help: "records read again whose decision was already published (not decided twice)",
+      registers,
+    }),
+    droppedStale: new Counter({
+      name: `${prefix}dropped_stale_total`,
+      help: "records and decisions dropped because their partition moved (its new owner decides them)",
       registers,
     }),
     decisionLatency: new Histogram({

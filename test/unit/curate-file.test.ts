@@ -111,6 +111,10 @@ describe("metrics", () => {
       expect(text).toMatch(/^mmssr_scored_total 2000$/m);
       expect(text).toMatch(/^mmssr_dead_lettered_total\{code="invalid-json"\} 1$/m);
       expect(text).toMatch(/^mmssr_selected_total\{capability="[a-z]+"\} \d+$/m);
+      // one file, one partition, assigned once and never moved
+      expect(text).toMatch(/^mmssr_assignment_changes_total 1$/m);
+      expect(text).toMatch(/^mmssr_dropped_stale_total 0$/m);
+      expect(text).toMatch(/^mmssr_skipped_published_total 0$/m);
       expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
     } finally {
       await new Promise((resolve) => server.close(resolve));
