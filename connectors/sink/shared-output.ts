@@ -156,8 +156,8 @@ export class SharedOutput implements OutputLocation {
   private readonly lockWaitMs: number;
   /** in-process queue per partition: one holder of this process waits for the other in memory */
   private readonly local = new Map<string, Promise<void>>();
-  /** offsets of published files whose rows do not fill their range (read once) */
-  private readonly fileOffsets = new Map<string, bigint[]>();
+  /** offsets of published files whose rows do not fill their range (read once, kept as ranges) */
+  private readonly fileOffsets = new Map<string, OffsetRanges>();
 
   private constructor(
     readonly dir: string,
@@ -312,12 +312,13 @@ export class SharedOutput implements OutputLocation {
         out.add(first, last);
         continue;
       }
-      let offsets = this.fileOffsets.get(e.file);
-      if (!offsets) {
-        offsets = await readFileOffsets(join(this.dir, e.file));
-        this.fileOffsets.set(e.file, offsets);
+      let ranges = this.fileOffsets.get(e.file);
+      if (!ranges) {
+        ranges = new OffsetRanges();
+        for (const o of await readFileOffsets(join(this.dir, e.file))) ranges.add(o);
+        this.fileOffsets.set(e.file, ranges);
       }
-      for (const o of offsets) out.add(o);
+      for (const [lo, hi] of ranges.ranges) out.add(lo, hi);
     }
     if (from !== undefined) out.pruneBelow(from);
     await this.removeUnpublished(tp);
