@@ -112,7 +112,7 @@ export class OffsetLedger {
   }
 
   /**
-   * Declares where reading of a partition starts (after reconcile: the resume offset), so that
+   * Declares where reading of a partition starts (after a claim: the resume offset), so that
    * committable() reports it even before a record arrives. Offsets below it are taken as
    * decided.
    */

@@ -12,7 +12,7 @@
  *
  * The curators are child processes (test/support/curate-process.ts). Runs that must publish
  * files mid-run (so that a kill or a rebalance finds published-but-uncommitted work, the case
- * reconcile exists for) rotate the sink's files by rows and time; the others are the plain
+ * the partition owner's claim exists for) rotate the sink's files by rows and time; the others are the plain
  * CLI, which publishes when it drains. MMSSR_CRASH_SEED changes the kill points;
  * MMSSR_CRASH_VERBOSE=1 prints each step and the curators' output.
  *
@@ -24,10 +24,9 @@
  *   the CLI now exits when its command returns);
  * - --until-idle running out while kafkajs restarted its consumer made pause() throw (now
  *   caught).
- * A curator that died stays a group member until its session times out (30 s); a restart no
- * longer fails on it (moving the group past published files is best-effort, re-reading them is
- * enough), but it waits for the group, so the tests evict dead members (evictGroupMembers) to
- * keep restarts quick.
+ * A curator that died stays a group member until its session times out (30 s), holding its
+ * partitions; the tests evict dead members (evictGroupMembers) to keep restarts quick, except
+ * the one that checks that a finishing run waits for them.
  */
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
@@ -308,7 +307,7 @@ describe("crash safety of mmssr curate", () => {
             what: point,
           });
         } else if (kind === 1 && remaining > 0) {
-          // just after a publish: often before the commit that follows it (reconcile's case)
+          // just after a publish: often before the commit that follows it (the claim's case: published, not yet committed)
           const lag = Math.floor(rng.next() * 500);
           point = `${lag} ms after the next publish`;
           await waitFor(async () => p.done || (await publishedRows(out)) > before, {
@@ -469,8 +468,8 @@ describe("crash safety of mmssr curate: broker restart", () => {
       if ((hung || exit.code === 0) && (await finished())) break;
       // It stopped early (an error, or --until-idle ran out during the outage): restart it.
       expect(runs, log.join("\n")).toBeLessThan(4);
-      // A curator that died stays in the group until its session times out, and the restart's
-      // reconcile (admin.setOffsets) refuses a group with members: evict, as in the kill test.
+      // A curator that died stays in the group until its session times out and holds its
+      // partitions till then: evict it, as in the kill test, to keep the restart quick.
       await evictDead(list, group);
       await coordinatorReady();
       p = run();
