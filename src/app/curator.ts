@@ -19,6 +19,7 @@ import { SharedOutput } from "../../connectors/sink/shared-output.js";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import { createImageLoader } from "../scoring/image-source.js";
 import { createOnnxScorer } from "../scoring/onnx-scorer.js";
+import { BudgetGovernor } from "../selection/budget-governor.js";
 import type { SelectOptions } from "../selection/select-options.js";
 import { type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
 import { createCurationMetrics, serveMetrics } from "../stream/curation-metrics.js";
@@ -246,33 +247,24 @@ function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]
   const caps = run.maxSelected;
   if (!caps?.total && !caps?.perHour)
     return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
-  // Absolute caps: each window's budget is what its ratio (or budget) asks, cut to what is left
-  // of the total and of the current hour's allowance.
+  // Absolute caps: each window's budget is what its ratio (or budget) asks, cut to what the
+  // governor still allows (of the total and of the current hour).
+  const governor = new BudgetGovernor({ maxTotal: caps.total, maxPerHour: caps.perHour });
   let n = 0;
-  let total = 0;
-  let hour = -1;
-  let inHour = 0;
   return map((window) => {
     const now = Date.now();
-    const h = Math.floor(now / 3_600_000);
-    if (h !== hour) {
-      hour = h;
-      inHour = 0;
-    }
     const asked = run.select.budget ?? Math.floor(window.length * (run.select.ratio ?? 0));
-    const budget = Math.max(
-      0,
-      Math.min(
-        asked,
-        caps.total === undefined ? asked : caps.total - total,
-        caps.perHour === undefined ? asked : caps.perHour - inHour,
-      ),
-    );
     const { ratio: _ratio, ...rest } = run.select;
-    const decisions = decideWindow(window, { ...rest, budget }, `${runId}-w${n++}`, now);
-    const picked = decisions.filter((d) => d.selected).length;
-    total += picked;
-    inHour += picked;
+    const decisions = decideWindow(
+      window,
+      { ...rest, budget: governor.allowance(asked, now) },
+      `${runId}-w${n++}`,
+      now,
+    );
+    governor.record(
+      decisions.reduce((k, d) => k + (d.selected ? 1 : 0), 0),
+      now,
+    );
     return decisions;
   });
 }
