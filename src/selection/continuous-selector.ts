@@ -8,6 +8,7 @@ import {
   STYLES,
 } from "../domain/taxonomy.js";
 import { createRandom, type Random } from "../util/random.js";
+import { BudgetGovernor } from "./budget-governor.js";
 import { type ResolvedSelectOptions, resolveSelectOptions } from "./resolve-select-options.js";
 import type { SelectOptions } from "./select-options.js";
 import { tieHash } from "./tie-break.js";
@@ -179,8 +180,8 @@ export class ContinuousSelector<T> {
   private readonly feedback: number;
   private readonly tolerance: number;
   private readonly horizon: number | undefined;
-  private readonly maxTotal: number;
-  private readonly maxPerHour: number;
+  /** the absolute caps (shared code with window mode: budget-governor.ts) */
+  private readonly governor: BudgetGovernor;
   private readonly rng: Random;
 
   // image sources, dictionary-encoded; bucket key = src * NUM_STYLES + style
@@ -211,8 +212,6 @@ export class ContinuousSelector<T> {
   private admitted = 0;
   private batches = 0;
   private refreshes = 0;
-  private hour = Number.NaN;
-  private admittedThisHour = 0;
 
   constructor(
     options: ContinuousSelectorOptions,
@@ -242,9 +241,20 @@ export class ContinuousSelector<T> {
       throw bad(`feedback: must be in 0..1, got ${this.feedback}`);
     this.tolerance = options.tolerance ?? 2;
     if (!(this.tolerance >= 0)) throw bad(`tolerance: must be >= 0, got ${this.tolerance}`);
-    this.maxTotal = options.maxAdmitted?.total ?? Number.POSITIVE_INFINITY;
-    this.maxPerHour = options.maxAdmitted?.perHour ?? Number.POSITIVE_INFINITY;
-    if (!(this.maxTotal >= 0) || !(this.maxPerHour >= 0)) throw bad("maxAdmitted: caps must be >= 0");
+    const caps = { maxTotal: options.maxAdmitted?.total, maxPerHour: options.maxAdmitted?.perHour };
+    for (const v of Object.values(caps))
+      if (v !== undefined && !(v >= 0)) throw bad("maxAdmitted: caps must be >= 0");
+    // a cap given as a fraction or as Infinity means its whole part: the governor counts samples
+    this.governor = new BudgetGovernor({
+      maxTotal:
+        caps.maxTotal === undefined || !Number.isFinite(caps.maxTotal)
+          ? undefined
+          : Math.floor(caps.maxTotal),
+      maxPerHour:
+        caps.maxPerHour === undefined || !Number.isFinite(caps.maxPerHour)
+          ? undefined
+          : Math.floor(caps.maxPerHour),
+    });
     this.rng = createRandom(options.seed ?? 1);
     const r = this.refSize;
     this.refScores = new Float64Array(r * NUM_CAPABILITIES);
@@ -361,12 +371,7 @@ export class ContinuousSelector<T> {
     }
 
     // Absolute caps only ever drop (weakest first).
-    const hour = Math.floor(now / 3_600_000);
-    if (hour !== this.hour) {
-      this.hour = hour;
-      this.admittedThisHour = 0;
-    }
-    const room = Math.min(this.maxTotal - this.admitted, this.maxPerHour - this.admittedThisHour);
+    const room = this.governor.allowance(count, now);
     if (count > room) {
       const cands = [...admit.keys()].filter((i) => admit[i]).sort((a, b) => order(a, b, 1));
       for (let j = 0; j < count - Math.max(room, 0); j++) admit[cands[j]] = false;
@@ -395,7 +400,7 @@ export class ContinuousSelector<T> {
     }
     this.decided += n;
     this.admitted += count;
-    this.admittedThisHour += count;
+    this.governor.record(count, now);
     return out;
   }
 
