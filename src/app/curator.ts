@@ -7,7 +7,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { map, mergeMap, type OperatorFunction } from "rxjs";
+import { BehaviorSubject, mergeMap, type OperatorFunction } from "rxjs";
 import { createDeadLetterFile } from "../../connectors/files/dead-letter-file.js";
 import { createFileSource } from "../../connectors/files/file-source.js";
 import { createDeadLetterTopic } from "../../connectors/kafka/dead-letter-topic.js";
@@ -19,12 +19,12 @@ import { SharedOutput } from "../../connectors/sink/shared-output.js";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import { createImageLoader } from "../scoring/image-source.js";
 import { createOnnxScorer } from "../scoring/onnx-scorer.js";
-import { BudgetGovernor } from "../selection/budget-governor.js";
 import type { SelectOptions } from "../selection/select-options.js";
+import { policyOrThrow } from "../selection/selection-policy.js";
 import { type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
 import { createCurationMetrics, serveMetrics } from "../stream/curation-metrics.js";
 import { selectContinuous } from "../stream/operators/select-continuous.js";
-import { decideWindow, selectWindow } from "../stream/operators/select-window.js";
+import { selectWindowByPolicy } from "../stream/operators/select-window-by-policy.js";
 import { PartitionOwner } from "../stream/partition-owner.js";
 import type { DeadLetterSink, DecisionOutput, Source } from "../stream/ports.js";
 import type { Decision, ScoredRecord } from "../stream/stream-types.js";
@@ -244,29 +244,16 @@ function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]
         }),
       );
   }
-  const caps = run.maxSelected;
-  if (!caps?.total && !caps?.perHour)
-    return selectWindow({ ...run.select, windowId: (n) => `${runId}-w${n}` });
-  // Absolute caps: each window's budget is what its ratio (or budget) asks, cut to what the
-  // governor still allows (of the total and of the current hour).
-  const governor = new BudgetGovernor({ maxTotal: caps.total, maxPerHour: caps.perHour });
-  let n = 0;
-  return map((window) => {
-    const now = Date.now();
-    const asked = run.select.budget ?? Math.floor(window.length * (run.select.ratio ?? 0));
-    const { ratio: _ratio, ...rest } = run.select;
-    const decisions = decideWindow(
-      window,
-      { ...rest, budget: governor.allowance(asked, now) },
-      `${runId}-w${n++}`,
-      now,
-    );
-    governor.record(
-      decisions.reduce((k, d) => k + (d.selected ? 1 : 0), 0),
-      now,
-    );
-    return decisions;
+  // Window mode runs under a selection policy (src/selection/selection-policy.ts); the flags
+  // build the first one. Nothing changes it yet while it runs (the admin API and the control
+  // topic of issue 8 will emit new ones here).
+  const policy = policyOrThrow({
+    ...run.select,
+    maxTotal: run.maxSelected?.total,
+    maxPerHour: run.maxSelected?.perHour,
+    ...(run.maxDelayMs === undefined ? {} : { maxDelayMs: run.maxDelayMs }),
   });
+  return selectWindowByPolicy(new BehaviorSubject(policy), { windowId: (n) => `${runId}-w${n}` });
 }
 
 /** Runs a Kafka call again while the broker answers with a retriable error (a coordinator still loading). */

@@ -59,5 +59,7 @@ export interface Decision {
   bucket?: string;
   /** the window (window mode) or decision batch (continuous mode) it was decided in */
   windowId: string;
+  /** version of the selection policy it was decided under, where the operator has one */
+  policyVersion?: number;
   decidedAt: number;
 }
