@@ -62,6 +62,7 @@ export const SCORED_SCHEMA = new Schema([
   ...LEADING_FIELDS(),
   new Field("selected", new Bool(), false),
   new Field("window_id", new Utf8(), false),
+  new Field("policy_version", new Int32(), true),
   new Field("model_id", new Utf8(), false),
   new Field("flags", utf8List(), false),
   ...ORIGIN_FIELDS(),
@@ -72,6 +73,7 @@ export const SELECTED_SCHEMA = new Schema([
   new Field("picked_by", new Utf8(), true),
   new Field("bucket", new Utf8(), true),
   new Field("window_id", new Utf8(), false),
+  new Field("policy_version", new Int32(), true),
   new Field("model_id", new Utf8(), false),
   new Field("flags", utf8List(), false),
   ...ORIGIN_FIELDS(),
@@ -165,6 +167,10 @@ export function scoredBatch(decisions: readonly Decision[]): RecordBatch {
       decisions.map((d) => d.windowId),
     ),
     column(
+      new Int32(),
+      decisions.map((d) => d.policyVersion ?? null),
+    ),
+    column(
       new Utf8(),
       decisions.map((d) => d.record.modelId),
     ),
@@ -202,6 +208,10 @@ export function selectedBatch(decisions: readonly Decision[]): RecordBatch {
     column(
       new Utf8(),
       decisions.map((d) => d.windowId),
+    ),
+    column(
+      new Int32(),
+      decisions.map((d) => d.policyVersion ?? null),
     ),
     column(
       new Utf8(),

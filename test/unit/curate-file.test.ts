@@ -23,19 +23,23 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function scoredRows(out: string): Promise<{ offsets: string[]; selected: number }> {
+async function scoredRows(
+  out: string,
+): Promise<{ offsets: string[]; selected: number; policyVersions: Set<unknown> }> {
   const { readdir } = await import("node:fs/promises");
   const offsets: string[] = [];
+  const policyVersions = new Set<unknown>();
   let selected = 0;
   for (const f of await readdir(join(out, "scored"))) {
     const pool = await readScoredPoolParquet(join(out, "scored", f));
     for (let i = 0; i < pool.size; i++) {
       const extra = pool.extras.get(i) ?? {};
       offsets.push(String(extra.origin_offset));
+      policyVersions.add(extra.policy_version ?? null);
       if (extra.selected === true) selected++;
     }
   }
-  return { offsets, selected };
+  return { offsets, selected, policyVersions };
 }
 
 describe("runCurate with a file source", () => {
@@ -55,7 +59,9 @@ describe("runCurate with a file source", () => {
       expect(stats.read).toBe(2001);
       expect(stats.deadLettered).toBe(1);
       expect(stats.scored).toBe(2000);
-      const { offsets, selected } = await scoredRows(out);
+      const { offsets, selected, policyVersions } = await scoredRows(out);
+      // window mode decides under the policy the flags built (version 0); continuous mode has none yet
+      expect([...policyVersions]).toEqual([mode === "window" ? 0 : null]);
       expect(offsets).toHaveLength(2000);
       expect(new Set(offsets).size).toBe(2000);
       expect(selected).toBe(stats.selected);
