@@ -79,9 +79,19 @@ export class ManifestIndex {
   private readonly byPartition = new Map<string, ManifestEntry[]>();
   readonly files = new Set<string>();
 
+  /** refreshes run one after the other: concurrent claims would otherwise read the same new bytes */
+  private reading: Promise<void> = Promise.resolve();
+
   constructor(private readonly dir: string) {}
 
-  async refresh(): Promise<void> {
+  /** Reads what was appended to every manifest since the last refresh (started after it was called). */
+  refresh(): Promise<void> {
+    const run = this.reading.then(() => this.readAll());
+    this.reading = run.catch(() => {});
+    return run;
+  }
+
+  private async readAll(): Promise<void> {
     let names: string[] = [];
     try {
       names = (await readdir(join(this.dir, MANIFESTS_DIR))).filter((n) => n.endsWith(".jsonl"));

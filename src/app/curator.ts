@@ -20,9 +20,10 @@ import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import { createImageLoader } from "../scoring/image-source.js";
 import { createOnnxScorer } from "../scoring/onnx-scorer.js";
 import type { SelectOptions } from "../selection/select-options.js";
-import { policyOrThrow } from "../selection/selection-policy.js";
+import { POLICY_DEFAULTS, policyOrThrow } from "../selection/selection-policy.js";
 import { type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
 import { createCurationMetrics, serveMetrics } from "../stream/curation-metrics.js";
+import { groupLag } from "../stream/group-lag.js";
 import { selectContinuous } from "../stream/operators/select-continuous.js";
 import { selectWindowByPolicy } from "../stream/operators/select-window-by-policy.js";
 import { PartitionOwner } from "../stream/partition-owner.js";
@@ -67,13 +68,6 @@ export interface CurateRun {
   log?: (line: string) => void;
 }
 
-export interface PartitionLag {
-  partition: string;
-  committed?: string;
-  end: string;
-  lag: string;
-}
-
 export interface CurateSummary extends CurationStats {
   out: string;
   modelId: string;
@@ -83,7 +77,7 @@ export interface CurateSummary extends CurationStats {
   /** undecided records given up at revocations (their next owner decided them) */
   givenUp: number;
   /** Kafka runs: the group's lag per partition after the last commit */
-  lag?: PartitionLag[];
+  lag?: { partition: string; committed?: string; end: string; lag: string }[];
 }
 
 /** Builds a curator from `run` and runs it until the source ends (idle and caught up, or aborted). */
@@ -178,7 +172,12 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       signal: run.signal,
       log,
     });
-    const lag = run.source.kind === "kafka" ? await lagOf(source).catch(() => undefined) : undefined;
+    const lag = (await groupLag(source).catch(() => undefined))?.map((l) => ({
+      partition: l.partition,
+      committed: l.committed,
+      end: l.end.toString(),
+      lag: l.lag.toString(),
+    }));
     const s = sink.stats();
     return {
       ...stats,
@@ -204,17 +203,6 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
   }
 }
 
-async function lagOf(source: Source): Promise<PartitionLag[] | undefined> {
-  const ends = await source.endOffsets();
-  if (!ends) return undefined;
-  const committed = await source.committedOffsets();
-  return [...ends].map(([partition, end]) => {
-    const c = committed.get(partition);
-    const lag = BigInt(end) - BigInt(c ?? "0");
-    return { partition, committed: c, end, lag: (lag > 0n ? lag : 0n).toString() };
-  });
-}
-
 /**
  * The select step of the graph. Window mode decides each window with the exact offline
  * selector; continuous mode takes the scored windows (scoring batches) apart and decides each
@@ -238,7 +226,7 @@ function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]
           threshold,
           capabilityWeights,
           styleWeights,
-          maxDelayMs: run.maxDelayMs ?? 1000,
+          maxDelayMs: run.maxDelayMs ?? POLICY_DEFAULTS.maxDelayMs,
           maxAdmitted: run.maxSelected,
           batchId: (n) => `${runId}-c${n}`,
         }),

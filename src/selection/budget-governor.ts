@@ -66,6 +66,5 @@ export class BudgetGovernor {
 
 function checkCaps(caps: BudgetCaps): void {
   for (const [name, v] of Object.entries(caps))
-    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0))
-      throw new RangeError(`${name}: must be a whole number >= 0, got ${v}`);
+    if (v !== undefined && !(v >= 0)) throw new RangeError(`${name}: must be a number >= 0, got ${v}`);
 }

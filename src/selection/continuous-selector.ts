@@ -244,17 +244,7 @@ export class ContinuousSelector<T> {
     const caps = { maxTotal: options.maxAdmitted?.total, maxPerHour: options.maxAdmitted?.perHour };
     for (const v of Object.values(caps))
       if (v !== undefined && !(v >= 0)) throw bad("maxAdmitted: caps must be >= 0");
-    // a cap given as a fraction or as Infinity means its whole part: the governor counts samples
-    this.governor = new BudgetGovernor({
-      maxTotal:
-        caps.maxTotal === undefined || !Number.isFinite(caps.maxTotal)
-          ? undefined
-          : Math.floor(caps.maxTotal),
-      maxPerHour:
-        caps.maxPerHour === undefined || !Number.isFinite(caps.maxPerHour)
-          ? undefined
-          : Math.floor(caps.maxPerHour),
-    });
+    this.governor = new BudgetGovernor(caps);
     this.rng = createRandom(options.seed ?? 1);
     const r = this.refSize;
     this.refScores = new Float64Array(r * NUM_CAPABILITIES);

@@ -11,6 +11,7 @@ import {
 } from "rxjs";
 import type { Scorer } from "../scoring/scoring-types.js";
 import type { CurationMetrics } from "./curation-metrics.js";
+import { groupLag } from "./group-lag.js";
 import { scoreWindows } from "./operators/score-windows.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
 import { writeDecisions } from "./operators/write-decisions.js";
@@ -109,21 +110,18 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   let lastWaitLog = 0;
   const checkCaughtUp = async (): Promise<void> => {
     await sink.flush(); // what is decided goes out now: another member may be waiting for it
-    const ends = await source.endOffsets();
-    if (ends === undefined) {
+    const lags = await groupLag(source);
+    if (lags === undefined) {
       source.end();
       return;
     }
-    const committed = await source.committedOffsets();
     const mine = new Map(owner.positions().map((p) => [`${p.tp.topic}:${p.tp.partition}`, p]));
     const waiting: string[] = [];
-    for (const [key, high] of ends) {
-      const end = BigInt(high);
-      const c = BigInt(committed.get(key) ?? "0");
-      if (c >= end) continue;
-      const p = mine.get(key);
-      if (p?.ready && (p.next ?? c) >= end) continue; // read to its end here; committed when drained
-      waiting.push(`${key} (lag ${end - c}${p ? ", claiming here" : ", held elsewhere"})`);
+    for (const { partition, end, lag } of lags) {
+      if (lag === 0n) continue;
+      const p = mine.get(partition);
+      if (p?.ready && (p.next ?? end - lag) >= end) continue; // read to its end here; committed when drained
+      waiting.push(`${partition} (lag ${lag}${p ? ", claiming here" : ", held elsewhere"})`);
     }
     if (waiting.length === 0) {
       log("idle and caught up: draining");

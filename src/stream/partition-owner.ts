@@ -89,28 +89,17 @@ export class PartitionOwner {
 
   /** The Source's assignment handler: revocations at once, then the claims of what is assigned. */
   readonly handleAssignment = async (change: AssignmentChange): Promise<void> => {
-    const revokedKeys: string[] = [];
-    for (const tp of change.revoked) {
-      const key = partitionKey(tp.topic, tp.partition);
-      if (!this.owned.has(key)) continue;
-      this.stats.givenUp += this.ledger.undecidedOf(key);
-      this.ledger.revoke(tp.topic, [tp.partition]);
-      this.owned.delete(key);
-      revokedKeys.push(key);
-    }
+    const revokedKeys = change.revoked.filter((tp) => this.giveUp(tp));
     if (revokedKeys.length > 0) {
       this.stats.revocations++;
-      this.options.onRevoke?.(revokedKeys);
-      this.log(`generation ${change.generation}: gave up ${revokedKeys.join(", ")}`);
+      this.log(
+        `generation ${change.generation}: gave up ${revokedKeys.map((tp) => `${tp.topic}:${tp.partition}`).join(", ")}`,
+      );
     }
     for (const tp of change.assigned) {
       const key = partitionKey(tp.topic, tp.partition);
       // a cooperative client may hand a partition we hold: drop the old generation's state first
-      if (this.owned.has(key)) {
-        this.stats.givenUp += this.ledger.undecidedOf(key);
-        this.ledger.revoke(tp.topic, [tp.partition]);
-        this.options.onRevoke?.([key]);
-      }
+      this.giveUp(tp);
       this.owned.set(key, {
         tp,
         generation: change.generation,
@@ -130,6 +119,17 @@ export class PartitionOwner {
         `generation ${change.generation}: own ${ready.map((tp) => `${tp.topic}:${tp.partition}`).join(", ")}`,
       );
   };
+
+  /** Drops what this instance holds of `tp` (its undecided records are the next owner's); false when it held nothing. */
+  private giveUp(tp: TopicPartition): boolean {
+    const key = partitionKey(tp.topic, tp.partition);
+    if (!this.owned.has(key)) return false;
+    this.stats.givenUp += this.ledger.undecidedOf(key);
+    this.ledger.revoke(tp.topic, [tp.partition]);
+    this.owned.delete(key);
+    this.options.onRevoke?.([key]);
+    return true;
+  }
 
   private async claim(tp: TopicPartition, generation: number): Promise<void> {
     const key = partitionKey(tp.topic, tp.partition);
