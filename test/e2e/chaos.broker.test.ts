@@ -39,11 +39,9 @@
  * exit, a SIGKILL or an exit by itself of an instance that had joined); most are followed by a
  * wait for the group to be stable again, so that they do not merge into one rebalance.
  */
-import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix, relative } from "node:path";
-import { promisify } from "node:util";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { Admin, Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -96,7 +94,6 @@ const FINAL_LIMIT_MS = 120_000;
 /** kafkajs's INFO line for a completed join (join and sync), with the member id */
 const JOINED = /Consumer has joined the group[^\n]*?"memberId":"([^"]+)"/g;
 
-const _exec = promisify(execFile);
 let dir: string;
 let duck: DuckDBInstance;
 const running = new Set<CurateProcess>();

@@ -34,7 +34,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { DuckDBInstance } from "@duckdb/node-api";
-import type { Admin, Kafka } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPublishedEntries } from "../../connectors/sink/shared-output.js";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
@@ -233,22 +233,38 @@ async function check(list: string[], d: Dataset, group: string, outs: string[]):
   };
 }
 
-/** Waits until the group is stable with n members; fails at once when `first` exits. */
-function stableMembers(
-  admin: Admin,
+/**
+ * Two curators of one group on one --out: A starts, B starts once A is in the group (stable), and
+ * this resolves once both are (a rebalance in progress or done). Fails at once when A exits.
+ */
+async function startPair(
+  list: string[],
+  d: Dataset,
   group: string,
-  n: number,
-  what: string,
-  first: CurateProcess,
-): Promise<unknown> {
-  return waitFor(
-    async () => {
-      const { groups } = await admin.describeGroups([group]);
-      if (first.done) throw new Error(`the first curator exited: ${first.output()}`);
-      return groups[0]?.state === "Stable" && groups[0].members.length === n;
-    },
-    { timeoutMs: 60_000, intervalMs: 100, what },
-  );
+  out: string,
+  untilIdle: { a: number; b: number },
+): Promise<{ a: CurateProcess; b: CurateProcess }> {
+  const options = { brokers: list, topic: d.topic, group, out, dlqTopic: d.dlqTopic, ...ROTATE };
+  const a = curate({ ...options, untilIdle: untilIdle.a });
+  const admin = kafkaFor(list, "crash-pair").admin();
+  await admin.connect();
+  const members = (n: number, what: string): Promise<unknown> =>
+    waitFor(
+      async () => {
+        const { groups } = await admin.describeGroups([group]);
+        if (a.done) throw new Error(`the first curator exited: ${a.output()}`);
+        return groups[0]?.state === "Stable" && groups[0].members.length === n;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, what },
+    );
+  try {
+    await members(1, "the first curator in the group");
+    const b = curate({ ...options, untilIdle: untilIdle.b });
+    await members(2, "both curators in the group");
+    return { a, b };
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 /** Members of a group that a SIGKILL left behind, evicted (see evictGroupMembers). */
@@ -495,39 +511,11 @@ describe("crash safety of mmssr curate: rebalance", () => {
     const group = freshGroup("crash-rebalance");
     const out = join(dir, "rebalance");
     await mkdir(out);
-    const a = curate({
-      brokers: list,
-      topic: d.topic,
-      group,
-      out,
-      dlqTopic: d.dlqTopic,
-      ...ROTATE,
-      untilIdle: 8,
-    });
     // A reads what is there within a second of joining and scores it for seconds; kafkajs
     // members notice a rebalance at their next heartbeat (3 s), so B starts as soon as A has
     // joined, and the second half of the topic is produced once both are in the group: the
     // rebalance lands while A has the first half in flight, and both have work after it.
-    const kafka = kafkaFor(list, "crash-rebalance");
-    const admin = kafka.admin();
-    await admin.connect();
-    const members = (n: number, what: string) => stableMembers(admin, group, n, what, a);
-    let b: CurateProcess;
-    try {
-      await members(1, "the first curator in the group");
-      b = curate({
-        brokers: list,
-        topic: d.topic,
-        group,
-        out,
-        dlqTopic: d.dlqTopic,
-        ...ROTATE,
-        untilIdle: 8,
-      });
-      await members(2, "both curators in the group");
-    } finally {
-      await admin.disconnect();
-    }
+    const { a, b } = await startPair(list, d, group, out, { a: 8, b: 8 });
     const rowsAtJoin = await publishedRows(out);
     await produce(list, d.topic, d.files[1]);
     const [ea, eb] = await Promise.all([a.exited, b.exited]);
@@ -564,34 +552,7 @@ describe("crash safety of mmssr curate: a finishing run and a dead member", () =
     const out = join(dir, "dead-member");
     await mkdir(out);
     // A never stops by itself; B finishes as soon as it is idle and the group is caught up
-    const a = curate({
-      brokers: list,
-      topic: d.topic,
-      group,
-      out,
-      dlqTopic: d.dlqTopic,
-      ...ROTATE,
-      untilIdle: 600,
-    });
-    const admin = kafkaFor(list, "crash-dead-member").admin();
-    await admin.connect();
-    const members = (n: number, what: string) => stableMembers(admin, group, n, what, a);
-    let b: CurateProcess;
-    try {
-      await members(1, "A in the group");
-      b = curate({
-        brokers: list,
-        topic: d.topic,
-        group,
-        out,
-        dlqTopic: d.dlqTopic,
-        ...ROTATE,
-        untilIdle: 2,
-      });
-      await members(2, "A and B in the group");
-    } finally {
-      await admin.disconnect();
-    }
+    const { a, b } = await startPair(list, d, group, out, { a: 600, b: 2 });
     await waitFor(async () => (await publishedRows(out)) >= 2_000, {
       timeoutMs: 60_000,
       what: "files published by the pair",
