@@ -242,10 +242,10 @@ async function startPair(
   d: Dataset,
   group: string,
   out: string,
-  untilIdle: { a: number; b: number },
+  each: { a: Partial<CurateProcessOptions>; b: Partial<CurateProcessOptions> },
 ): Promise<{ a: CurateProcess; b: CurateProcess }> {
   const options = { brokers: list, topic: d.topic, group, out, dlqTopic: d.dlqTopic, ...ROTATE };
-  const a = curate({ ...options, untilIdle: untilIdle.a });
+  const a = curate({ ...options, ...each.a });
   const admin = kafkaFor(list, "crash-pair").admin();
   await admin.connect();
   const members = (n: number, what: string): Promise<unknown> =>
@@ -259,7 +259,7 @@ async function startPair(
     );
   try {
     await members(1, "the first curator in the group");
-    const b = curate({ ...options, untilIdle: untilIdle.b });
+    const b = curate({ ...options, ...each.b });
     await members(2, "both curators in the group");
     return { a, b };
   } finally {
@@ -515,7 +515,10 @@ describe("crash safety of mmssr curate: rebalance", () => {
     // members notice a rebalance at their next heartbeat (3 s), so B starts as soon as A has
     // joined, and the second half of the topic is produced once both are in the group: the
     // rebalance lands while A has the first half in flight, and both have work after it.
-    const { a, b } = await startPair(list, d, group, out, { a: 8, b: 8 });
+    const { a, b } = await startPair(list, d, group, out, {
+      a: { untilIdle: 8 },
+      b: { untilIdle: 8 },
+    });
     const rowsAtJoin = await publishedRows(out);
     await produce(list, d.topic, d.files[1]);
     const [ea, eb] = await Promise.all([a.exited, b.exited]);
@@ -551,8 +554,20 @@ describe("crash safety of mmssr curate: a finishing run and a dead member", () =
     const group = freshGroup("crash-dead-member");
     const out = join(dir, "dead-member");
     await mkdir(out);
-    // A never stops by itself; B finishes as soon as it is idle and the group is caught up
-    const { a, b } = await startPair(list, d, group, out, { a: 600, b: 2 });
+    // A never stops by itself and never decides anything: its window neither fills nor times
+    // out and it publishes only when draining, so whatever it holds when killed is undecided
+    // (were A quick enough to finish its share first, B would rightly not wait for it). B
+    // finishes as soon as it is idle and the group is caught up.
+    const { a, b } = await startPair(list, d, group, out, {
+      a: {
+        untilIdle: 600,
+        windowSize: 10 * MESSAGES,
+        windowMs: 600_000,
+        rotateRows: undefined,
+        rotateMs: undefined,
+      },
+      b: { untilIdle: 2 },
+    });
     await waitFor(async () => (await publishedRows(out)) >= 2_000, {
       timeoutMs: 60_000,
       what: "files published by the pair",
