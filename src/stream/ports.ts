@@ -4,6 +4,7 @@
  * know only these, so the Kafka client behind a Source can change without touching them.
  */
 import type { Observable } from "rxjs";
+import type { SelectionPolicy } from "../selection/selection-policy.js";
 import type { OffsetRanges } from "./offset-ranges.js";
 import type { DeadLetter, Decision, RawRecord } from "./stream-types.js";
 
@@ -139,4 +140,47 @@ export interface OutputLocation {
    * rename and manifest line: never published).
    */
   claim(tp: TopicPartition, from?: bigint): Promise<OffsetRanges>;
+}
+
+/** Where a policy change came from, as the change log says it. */
+export interface PolicyOrigin {
+  /** flags: a curator's command line (the group had no policy yet); api: PATCH/PUT /v1/policy; cli: `mmssr policy set`; file: a policy file edited by hand */
+  via: "flags" | "api" | "cli" | "file";
+  /** the host it came from (the API: the client's address) */
+  host: string;
+  /** the curator instance that wrote it, when one did */
+  instance?: string;
+}
+
+/**
+ * One entry of a group's policy channel, which is also its change log: the policy in force from
+ * now on (its version assigned by the store), when, from where, and the policy it replaced.
+ */
+export interface PolicyRecord {
+  policy: SelectionPolicy;
+  /** ISO 8601 time of the change */
+  at: string;
+  from: PolicyOrigin;
+  /** the policy in force before, as its writer saw it (absent for a group's first) */
+  previous?: SelectionPolicy;
+}
+
+/**
+ * The single source of truth of a group's selection policy (DESIGN.md "Budgets and control"): the
+ * compacted control topic (key = group id) or, for a file source, a policy file. Every instance
+ * of a group follows it, so a fleet changes together, and a restart starts from its latest.
+ */
+export interface PolicyStore {
+  /** what it is, for messages ("control topic T, key G" / a file path) */
+  readonly where: string;
+  /** Reads to the end: the group's latest policy, or undefined when it has none. Call once, first. */
+  latest(): Promise<PolicyRecord | undefined>;
+  /** every record written after latest() returned, in the store's order (this instance's too) */
+  readonly changes$: Observable<PolicyRecord>;
+  /**
+   * Writes `policy` as the group's policy (its version is ignored: the store assigns one that is
+   * above every earlier one) and resolves to the record as stored.
+   */
+  write(policy: SelectionPolicy, from: PolicyOrigin, previous?: SelectionPolicy): Promise<PolicyRecord>;
+  close(): Promise<void>;
 }

@@ -5,6 +5,7 @@
  */
 import type { Sample } from "../domain/sample.js";
 import type { SampleScore } from "../scoring/scoring-types.js";
+import type { DecisionReason } from "../selection/decision-reason.js";
 
 /** Where a record was read: a Kafka topic-partition-offset, or a file and its line/row. */
 export interface Origin {
@@ -61,5 +62,7 @@ export interface Decision {
   windowId: string;
   /** version of the selection policy it was decided under, where the operator has one */
   policyVersion?: number;
+  /** why it was not selected (absent when selected) */
+  reason?: DecisionReason;
   decidedAt: number;
 }
