@@ -3,7 +3,9 @@
  *
  * Scored log (DIR/scored/): the scored-pool interchange columns of MMSSR.md first (`id`,
  * `image_source`, `styles`, `score_<capability>` float64, null = missing), so that
- * `mmssr select --scores` reads a scored log file as it is; then `selected` (bool), `window_id`,
+ * `mmssr select --scores` reads a scored log file as it is; then `selected` (bool), `reason`
+ * (why not selected: below-threshold, no-style, budget, cap-total, cap-hour; null when
+ * selected or unknown), `window_id`, `policy_version` (int32, the selection policy's version),
  * `model_id`, `flags` (list<utf8>: why a sample was scored with less than it carried),
  * `origin_topic`, `origin_partition` (int32), `origin_offset` (int64), `decided_at`
  * (timestamp ms, UTC).
@@ -61,6 +63,7 @@ const ORIGIN_FIELDS = (): Field[] => [
 export const SCORED_SCHEMA = new Schema([
   ...LEADING_FIELDS(),
   new Field("selected", new Bool(), false),
+  new Field("reason", new Utf8(), true),
   new Field("window_id", new Utf8(), false),
   new Field("policy_version", new Int32(), true),
   new Field("model_id", new Utf8(), false),
@@ -161,6 +164,10 @@ export function scoredBatch(decisions: readonly Decision[]): RecordBatch {
     column(
       new Bool(),
       decisions.map((d) => d.selected),
+    ),
+    column(
+      new Utf8(),
+      decisions.map((d) => d.reason ?? null),
     ),
     column(
       new Utf8(),

@@ -38,6 +38,18 @@ export class BudgetGovernor {
     return Math.max(0, left);
   }
 
+  /**
+   * Which cap leaves less room than `asked` at `at` (the tighter one when both do), or
+   * undefined when neither does: the reason a sample the budget would take is not selected.
+   */
+  bindingCap(asked: number, at: number = this.now()): "cap-total" | "cap-hour" | undefined {
+    this.roll(at);
+    const total = this.caps.maxTotal === undefined ? Infinity : this.caps.maxTotal - this.total;
+    const hour = this.caps.maxPerHour === undefined ? Infinity : this.caps.maxPerHour - this.inHour;
+    if (Math.min(total, hour) >= asked) return undefined;
+    return total <= hour ? "cap-total" : "cap-hour";
+  }
+
   /** `picked` samples were selected at `at`. */
   record(picked: number, at: number = this.now()): void {
     this.roll(at);

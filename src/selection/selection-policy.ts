@@ -17,6 +17,7 @@ import {
   STYLES,
   type StyleName,
 } from "../domain/taxonomy.js";
+import { resolveSelectOptions } from "./resolve-select-options.js";
 import type { SelectOptions } from "./select-options.js";
 
 const capability = z.enum(CAPABILITY_IDS as [CapabilityId, ...CapabilityId[]]);
@@ -79,7 +80,26 @@ export function parsePolicy(
   input: unknown,
 ): { ok: true; policy: SelectionPolicy } | { ok: false; problems: PolicyProblem[] } {
   const r = SelectionPolicySchema.safeParse(input);
-  if (r.success) return { ok: true, policy: r.data };
+  if (r.success) {
+    // What the schema cannot see alone (every capability weighted 0, every style excluded):
+    // the selector's own checks, so that a policy that passes here never fails a window.
+    try {
+      resolveSelectOptions(0, selectOptionsOf(r.data));
+    } catch (err) {
+      if (!(err instanceof MmssrError)) throw err;
+      const m = /^([A-Za-z]+)(?:\.[A-Za-z/_-]+)?: /.exec(err.message);
+      return {
+        ok: false,
+        problems: [
+          {
+            path: m ? m[0].slice(0, -2) : "(policy)",
+            message: m ? err.message.slice(m[0].length) : err.message,
+          },
+        ],
+      };
+    }
+    return { ok: true, policy: r.data };
+  }
   return {
     ok: false,
     problems: r.error.issues.map((i) => ({

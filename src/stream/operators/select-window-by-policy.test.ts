@@ -68,6 +68,34 @@ describe("selectWindowByPolicy", () => {
     expect(governor.selectedTotal).toBe(180);
   });
 
+  it("says why each record was not selected: not eligible, the budget, or the cap that bound", () => {
+    const policy$ = new BehaviorSubject(policyOrThrow({ ratio: 0.3, maxTotal: 70, threshold: 2 }));
+    const windows = new Subject<readonly ScoredRecord[]>();
+    const out: Decision[][] = [];
+    windows.pipe(selectWindowByPolicy(policy$, { now: () => 0 })).subscribe((ds) => out.push(ds));
+    windows.next(records.slice(0, 200)); // asks 60, all allowed
+    windows.next(records.slice(200, 400)); // asks 60, 10 left: 50 of them cut by maxTotal
+    const reasons = (ds: Decision[]) => {
+      const by: Record<string, number> = {};
+      for (const d of ds) if (!d.selected) by[d.reason ?? "none"] = (by[d.reason ?? "none"] ?? 0) + 1;
+      return by;
+    };
+    for (const ds of out)
+      for (const d of ds) {
+        if (d.selected) expect(d.reason).toBeUndefined();
+        else if (d.reason === "no-style") expect(d.record.score.styles).toEqual([]);
+        else if (d.reason === "below-threshold")
+          expect(
+            Math.max(...Array.from(d.record.score.scores).filter((v) => !Number.isNaN(v))),
+          ).toBeLessThanOrEqual(2);
+        else expect(d.reason === "budget" || d.reason === "cap-total").toBe(true);
+      }
+    expect(reasons(out[0])["cap-total"]).toBeUndefined();
+    expect(picked(out[1])).toBe(10);
+    expect(reasons(out[1])["cap-total"]).toBe(50);
+    expect(reasons(out[0]).budget).toBeGreaterThan(0);
+  });
+
   it("errors when no policy came before the first window", () => {
     const windows = new Subject<readonly ScoredRecord[]>();
     let error: unknown;

@@ -54,14 +54,20 @@ export function selectWindowByPolicy(
           const at = now();
           const asked = p.budget ?? Math.floor(window.length * (p.ratio ?? 0));
           const { ratio: _ratio, budget: _budget, ...rest } = selectOptionsOf(p);
+          const id = windowId(n++, window);
+          const allowed = governor.allowance(asked, at);
           let decisions: Decision[];
           try {
-            decisions = decideWindow(
-              window,
-              { ...rest, budget: governor.allowance(asked, at) },
-              windowId(n++, window),
-              at,
-            );
+            decisions = decideWindow(window, { ...rest, budget: allowed }, id, at);
+            const cap = allowed < asked ? governor.bindingCap(asked, at) : undefined;
+            if (cap) {
+              // What the uncut budget would have taken and the cap did not: the cap's doing.
+              // Run only when a cap binds (rare), so the common window is selected once.
+              const uncut = decideWindow(window, { ...rest, budget: asked }, id, at);
+              uncut.forEach((u, i) => {
+                if (u.selected && !decisions[i].selected) decisions[i].reason = cap;
+              });
+            }
           } catch (err) {
             subscriber.error(err);
             return;

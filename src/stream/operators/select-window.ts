@@ -2,6 +2,8 @@ import { map, type OperatorFunction } from "rxjs";
 import { bucketName, CAPABILITY_IDS, NUM_CAPABILITIES, STYLES, styleIndex } from "../../domain/taxonomy.js";
 import { ScoredPoolBuilder } from "../../pool/scored-pool.js";
 import type { SelectionRow } from "../../selection/continuous-selector.js";
+import { ineligibleReason } from "../../selection/decision-reason.js";
+import { resolveSelectOptions } from "../../selection/resolve-select-options.js";
 import { selectMmssr } from "../../selection/select-mmssr.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import type { Decision, ScoredRecord } from "../stream-types.js";
@@ -40,7 +42,8 @@ export interface SelectWindowOptions extends SelectOptions {
 /**
  * The offline mmSSR selection (MMSSR.md, exact) of one window of scored records. Every record
  * gets exactly one decision, in window order; ratio applies to the window's size, an absolute
- * budget is per window.
+ * budget is per window. A record not selected says why (`reason`: not eligible, or the budget
+ * went to others).
  */
 export function decideWindow(
   records: readonly ScoredRecord[],
@@ -50,11 +53,13 @@ export function decideWindow(
 ): Decision[] {
   const builder = new ScoredPoolBuilder(Math.max(records.length, 1));
   const scores = new Float64Array(NUM_CAPABILITIES);
-  for (const record of records) {
+  const masks = new Uint16Array(records.length);
+  records.forEach((record, i) => {
     const row = selectionRowOf(record);
     for (let c = 0; c < NUM_CAPABILITIES; c++) scores[c] = row.scores[c];
+    masks[i] = row.styleMask;
     builder.add({ id: row.id, imageSource: row.imageSource, styleMask: row.styleMask, scores });
-  }
+  });
   const result = selectMmssr(builder.build(), options);
   const decisions: Decision[] = records.map((record) => ({
     record,
@@ -68,6 +73,10 @@ export function decideWindow(
     d.pickedBy = CAPABILITY_IDS[result.pickedBy[k]];
     d.bucket = bucketName(STYLES[result.pickedStyle[k]], d.record.sample.image_source);
   }
+  const resolved = resolveSelectOptions(records.length, options);
+  decisions.forEach((d, i) => {
+    if (!d.selected) d.reason = ineligibleReason(d.record.score.scores, masks[i], resolved) ?? "budget";
+  });
   return decisions;
 }
 
