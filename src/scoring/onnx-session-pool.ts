@@ -249,10 +249,30 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
     close,
   };
 
+  /**
+   * Asks every worker to finish its run, release its session and exit; terminates the ones
+   * that have not within a few seconds (a worker stuck in a run).
+   */
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await Promise.all(
+      slots.map(async (s) => {
+        const exited = new Promise<void>((resolve) => s.worker.once("exit", () => resolve()));
+        try {
+          s.worker.postMessage({ type: "close" } satisfies MainToWorker);
+        } catch {
+          // already gone
+        }
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<"late">((resolve) => {
+          timer = setTimeout(() => resolve("late"), 5_000);
+        });
+        const outcome = await Promise.race([exited, late]);
+        clearTimeout(timer);
+        if (outcome === "late") await s.worker.terminate();
+      }),
+    );
   }
 
   // The first worker settles the provider (and the fallback); the others start on that provider.

@@ -2,7 +2,8 @@
  * Worker thread of the session pool (onnx-session-pool.ts): owns one onnxruntime-node
  * InferenceSession so that its blocking run() never stalls the main event loop.
  *
- * Protocol (main -> worker): { type: "run", id, features, n, dims } | { type: "crash" } (test aid)
+ * Protocol (main -> worker): { type: "run", id, features, n, dims } | { type: "close" } (finish
+ * the run in progress, release the session, exit) | { type: "crash" } (test aid)
  * (worker -> main): "ready" once the session exists, "init-error" if it could not be created,
  * "result" / "error" per run. Result buffers are transferred, not copied.
  *
@@ -48,6 +49,7 @@ export type WorkerToMain =
 
 export type MainToWorker =
   | { type: "run"; id: number; features: Float32Array; n: number; dims: number }
+  | { type: "close" }
   | { type: "crash" };
 
 function metadataOf(list: readonly ort.InferenceSession.ValueMetadata[] | undefined): WorkerValueMetadata[] {
@@ -112,9 +114,25 @@ async function main(): Promise<void> {
   }
 
   const { inputName, scoresName, stylesName } = init;
-  port.on("message", async (msg: MainToWorker) => {
+  // The runs in progress: a close waits for them, because a thread torn down while ONNX
+  // Runtime's own threads still work on its session can bring the whole process down.
+  const running = new Set<Promise<void>>();
+  port.on("message", (msg: MainToWorker) => {
     if (msg.type === "crash") process.exit(70);
+    if (msg.type === "close") {
+      Promise.allSettled([...running])
+        .then(() => session.release())
+        .catch(() => {})
+        .finally(() => process.exit(0));
+      return;
+    }
     if (msg.type !== "run") return;
+    const run = runOne(msg);
+    running.add(run);
+    void run.finally(() => running.delete(run));
+  });
+
+  async function runOne(msg: Extract<MainToWorker, { type: "run" }>): Promise<void> {
     const { id, features, n, dims } = msg;
     try {
       const input = new ort.Tensor("float32", features, [n, dims]);
@@ -129,7 +147,7 @@ async function main(): Promise<void> {
     } catch (err) {
       post({ type: "error", id, message: err instanceof Error ? err.message : String(err) });
     }
-  });
+  }
 
   post({
     type: "ready",
