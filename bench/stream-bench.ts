@@ -166,7 +166,7 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
     const stats = await runCurate({
       source: { kind: "kafka", brokers: spec.brokers, topic: spec.topic, group: spec.group },
       out: spec.out,
-      select: { ratio: 0.3, threshold: 0 },
+      policy: { ratio: 0.3, threshold: 0 },
       mode: "window",
       windowSize: spec.windowSize,
       windowMs: spec.windowMs,

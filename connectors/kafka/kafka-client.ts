@@ -73,7 +73,11 @@ export function securityFromEnv(
 /** Creates the topics that do not exist yet (topic auto-creation is off on our brokers); returns those created. */
 export async function ensureTopics(
   admin: Admin,
-  topics: readonly { topic: string; numPartitions: number }[],
+  topics: readonly {
+    topic: string;
+    numPartitions: number;
+    configEntries?: { name: string; value: string }[];
+  }[],
 ): Promise<string[]> {
   const existing = new Set(await admin.listTopics());
   const missing = topics.filter((t) => !existing.has(t.topic));

@@ -5,29 +5,39 @@
  * handling is the caller's (pass an AbortSignal).
  */
 import { mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { BehaviorSubject, mergeMap, type OperatorFunction } from "rxjs";
+import { mergeMap, type Observable, type OperatorFunction } from "rxjs";
 import { createDeadLetterFile } from "../../connectors/files/dead-letter-file.js";
 import { createFileSource } from "../../connectors/files/file-source.js";
+import { createPolicyFileStore } from "../../connectors/files/policy-file.js";
+import { createControlTopicStore } from "../../connectors/kafka/control-topic.js";
 import { createDeadLetterTopic } from "../../connectors/kafka/dead-letter-topic.js";
 import { createKafka, ensureTopics, securityFromEnv } from "../../connectors/kafka/kafka-client.js";
 import { createKafkaSource } from "../../connectors/kafka/kafka-source.js";
 import { createSelectedTopic } from "../../connectors/kafka/selected-topic.js";
 import { createCurationSink, type FileSink } from "../../connectors/sink/curation-sink.js";
 import { SharedOutput } from "../../connectors/sink/shared-output.js";
+import { type AdminServer, startAdminServer } from "../control/admin-server.js";
+import type { AdminBackend } from "../control/admin-types.js";
+import { PolicyControl } from "../control/policy-control.js";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import { createImageLoader } from "../scoring/image-source.js";
-import { createOnnxScorer } from "../scoring/onnx-scorer.js";
-import type { SelectOptions } from "../selection/select-options.js";
-import { POLICY_DEFAULTS, policyOrThrow } from "../selection/selection-policy.js";
-import { type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
-import { createCurationMetrics, serveMetrics } from "../stream/curation-metrics.js";
+import { createOnnxScorer, type OnnxScorer } from "../scoring/onnx-scorer.js";
+import {
+  type PolicyProblem,
+  policyOrThrow,
+  type SelectionPolicy,
+  type SelectionPolicyInput,
+} from "../selection/selection-policy.js";
+import { type CurationLive, type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
+import { createCurationMetrics, serveMetrics, showPolicy } from "../stream/curation-metrics.js";
 import { groupLag } from "../stream/group-lag.js";
-import { selectContinuous } from "../stream/operators/select-continuous.js";
+import { selectContinuousByPolicy } from "../stream/operators/select-continuous.js";
 import { selectWindowByPolicy } from "../stream/operators/select-window-by-policy.js";
 import { PartitionOwner } from "../stream/partition-owner.js";
-import type { DeadLetterSink, DecisionOutput, Source } from "../stream/ports.js";
+import type { DeadLetterSink, DecisionOutput, PolicyStore, Source } from "../stream/ports.js";
 import type { Decision, ScoredRecord } from "../stream/stream-types.js";
 import { packageRoot } from "../util/package-root.js";
 
@@ -41,15 +51,25 @@ export interface CurateRun {
         group: string;
         dlqTopic?: string;
         outputTopic?: string;
+        /** the group's policy channel (default `<topic>.control`) */
+        controlTopic?: string;
       }
-    | { kind: "file"; path: string };
+    | {
+        kind: "file";
+        path: string;
+        /** where the policy lives and is changed (default: in this process only) */
+        policyFile?: string;
+      };
   out: string;
-  select: SelectOptions;
+  /**
+   * The first selection policy (src/selection/selection-policy.ts; built by the command line):
+   * in force only when the group's control topic (or the policy file) holds none.
+   */
+  policy: SelectionPolicyInput;
+  /** the policy flags the user gave, named at start when the group's stored policy wins */
+  givenPolicyFlags?: readonly string[];
   /** window: the offline selector on each window; continuous: each sample within maxDelayMs */
   mode?: "window" | "continuous";
-  maxDelayMs?: number;
-  /** absolute caps on what is selected: in total over the run, and per clock hour */
-  maxSelected?: { total?: number; perHour?: number };
   windowSize: number;
   windowMs: number;
   model?: string;
@@ -61,10 +81,14 @@ export interface CurateRun {
   /** serve Prometheus metrics on this port (127.0.0.1 unless metricsHost) */
   metricsPort?: number;
   metricsHost?: string;
+  /** the admin HTTP API (src/control/admin-server.ts): policy, status, drain, health, metrics */
+  admin?: { port: number; host?: string; token?: string; insecure?: boolean };
   /** where the metrics go (default: a registry of this run) */
   registry?: Registry;
   /** ends the run as --until-idle does: drain, publish, commit */
   signal?: AbortSignal;
+  /** called once the admin API listens (its URL), e.g. to print it */
+  onAdmin?: (url: string) => void;
   log?: (line: string) => void;
 }
 
@@ -78,84 +102,108 @@ export interface CurateSummary extends CurationStats {
   givenUp: number;
   /** Kafka runs: the group's lag per partition after the last commit */
   lag?: { partition: string; committed?: string; end: string; lag: string }[];
+  /** the policy in force at the end */
+  policy: SelectionPolicy;
 }
 
 /** Builds a curator from `run` and runs it until the source ends (idle and caught up, or aborted). */
 export async function runCurate(run: CurateRun): Promise<CurateSummary> {
   const log = run.log ?? ((line: string) => process.stderr.write(`mmssr curate: ${line}\n`));
-  await mkdir(run.out, { recursive: true });
-  const output = await SharedOutput.open({ dir: run.out });
-  let source: Source;
-  let deadLetters: DeadLetterSink;
-  let decisionOutput: DecisionOutput | undefined;
-  if (run.source.kind === "kafka") {
-    const { brokers, topic, group } = run.source;
-    const security = securityFromEnv();
-    const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
-    await admin.connect();
-    try {
-      // Dead letters (and selected samples) need their topics: create them when missing.
-      const wanted = [run.source.dlqTopic ?? `${topic}.dlq`, run.source.outputTopic].filter(
-        (t): t is string => t !== undefined,
-      );
-      const created = await retrying(
-        () =>
-          ensureTopics(
-            admin,
-            wanted.map((t) => ({ topic: t, numPartitions: 1 })),
-          ),
-        log,
-      );
-      if (created.length > 0) log(`created topic(s) ${created.join(", ")}`);
-    } finally {
-      await admin.disconnect();
-    }
-    source = await retrying(() => createKafkaSource({ brokers, topic, groupId: group, ...security }), log);
-    deadLetters = await createDeadLetterTopic({
-      brokers,
-      topic: run.source.dlqTopic ?? `${topic}.dlq`,
-      ...security,
-    });
-    if (run.source.outputTopic)
-      decisionOutput = await createSelectedTopic({ brokers, topic: run.source.outputTopic, ...security });
-  } else {
-    source = createFileSource(run.source.path);
-    deadLetters = createDeadLetterFile(join(run.out, "dead-letters.jsonl"));
-  }
-  let sink: FileSink | undefined;
-  const owner = new PartitionOwner({
-    source,
-    output,
-    onRevoke: (keys) => sink?.discard(keys),
-    log,
-  });
-  sink = await createCurationSink({
-    output,
-    gate: owner.gate,
-    onPublish: (p) => owner.published(p),
-    // the output topic gets what is published: sent before the manifest line, at least once
-    beforeManifest: decisionOutput
-      ? (selected) => (decisionOutput as DecisionOutput).send(selected)
-      : undefined,
-    rotateRows: run.rotateRows,
-    rotateMs: run.rotateMs,
-  });
-  const imageLoader = createImageLoader({ baseDir: run.imageBase ?? process.cwd() });
-  const scorer = await createOnnxScorer({
-    modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
-    workers: run.workers ?? 1,
-    imageLoader,
-    logger: log,
-  });
-  const registry = run.registry ?? new Registry();
-  const metrics = createCurationMetrics(registry);
-  const metricsServer =
-    run.metricsPort === undefined
-      ? undefined
-      : await serveMetrics(registry, run.metricsPort, run.metricsHost);
-  if (metricsServer) log(`metrics on http://${run.metricsHost ?? "127.0.0.1"}:${run.metricsPort}/metrics`);
-  log(`instance ${output.instanceId} writing to ${run.out}`);
+  const mode = run.mode ?? "window";
+  // The command line's policy is checked before anything connects, even when the group's
+  // stored policy will win: a typo in a flag is the user's to hear about now.
+  const initial = policyOrThrow(run.policy);
+  const modeProblems = policyProblemsForMode(mode);
+  const refused = modeProblems(initial);
+  if (refused.length > 0)
+    throw new MmssrError(ERROR_CODES.USAGE, refused.map((p) => `${p.path}: ${p.message}`).join("; "));
+  // What is opened is closed in reverse order, whichever step fails.
+  const closers: (() => Promise<unknown>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse())
+      await close().catch((err) => log(`close: ${(err as Error).message}`));
+  };
   try {
+    await mkdir(run.out, { recursive: true });
+    const output = await SharedOutput.open({ dir: run.out });
+    const stop = new AbortController();
+    const abort = (): void => stop.abort();
+    run.signal?.addEventListener("abort", abort, { once: true });
+    closers.push(async () => run.signal?.removeEventListener("abort", abort));
+    if (run.signal?.aborted) stop.abort();
+
+    const { source, deadLetters, decisionOutput, store } = await openConnectors(
+      run,
+      output.instanceId,
+      log,
+      closers,
+    );
+    const control = await PolicyControl.start({
+      store,
+      initial,
+      givenFlags: run.givenPolicyFlags,
+      origin: { host: hostname(), instance: output.instanceId },
+      accept: modeProblems,
+      log,
+    });
+    closers.push(() => control.close());
+
+    const registry = run.registry ?? new Registry();
+    const metrics = createCurationMetrics(registry);
+    const showing = control.policy$.subscribe((p) => showPolicy(metrics, p));
+    closers.push(async () => showing.unsubscribe());
+    const live: CurationLive & { scorer?: OnnxScorer; reservoir?: { rows: number; size: number } } = {
+      windowFill: 0,
+    };
+    let sink: FileSink | undefined;
+    const owner = new PartitionOwner({ source, output, onRevoke: (keys) => sink?.discard(keys), log });
+
+    const metricsServer =
+      run.metricsPort === undefined
+        ? undefined
+        : await serveMetrics(registry, run.metricsPort, run.metricsHost);
+    if (metricsServer) {
+      closers.push(() => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+      log(`metrics on http://${run.metricsHost ?? "127.0.0.1"}:${run.metricsPort}/metrics`);
+    }
+    // The admin API listens before the model loads, so /readyz can say what it waits for.
+    let admin: AdminServer | undefined;
+    if (run.admin) {
+      admin = await startAdminServer({
+        ...run.admin,
+        instance: output.instanceId,
+        log,
+        backend: adminBackend({ run, mode, control, owner, source, live, registry, output, stop, log }),
+      });
+      const server = admin;
+      closers.push(() => server.close());
+      log(`admin API on ${admin.url} (GET/PATCH/PUT /v1/policy, GET /v1/status, POST /v1/drain)`);
+      run.onAdmin?.(admin.url);
+    }
+
+    sink = await createCurationSink({
+      output,
+      gate: owner.gate,
+      onPublish: (p) => owner.published(p),
+      // the output topic gets what is published: sent before the manifest line, at least once
+      beforeManifest: decisionOutput ? (selected) => decisionOutput.send(selected) : undefined,
+      rotateRows: run.rotateRows,
+      rotateMs: run.rotateMs,
+    });
+    const fileSink = sink;
+    closers.push(() => fileSink.close());
+    const imageLoader = createImageLoader({ baseDir: run.imageBase ?? process.cwd() });
+    closers.push(() => imageLoader.close());
+    const scorer = await createOnnxScorer({
+      modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
+      workers: run.workers ?? 1,
+      imageLoader,
+      logger: log,
+    });
+    closers.push(() => scorer.close());
+    live.scorer = scorer;
+    log(`instance ${output.instanceId} writing to ${run.out}`);
+
     const stats = await runCurationGraph({
       metrics,
       source,
@@ -163,13 +211,14 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       sink,
       owner,
       deadLetters,
-      select: selectStep(run),
+      select: selectStep(mode, control.policy$, live),
       // In continuous mode windows are only scoring batches: small and short, so that they do
       // not add to the decision delay.
-      windowSize: run.mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
-      windowMs: run.mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
+      windowSize: mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
+      windowMs: mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
       idleMs: run.idleMs,
-      signal: run.signal,
+      signal: stop.signal,
+      live,
       log,
     });
     const lag = (await groupLag(source).catch(() => undefined))?.map((l) => ({
@@ -191,57 +240,211 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       },
       givenUp: owner.stats.givenUp + s.givenUpRows,
       lag,
+      policy: control.policy,
     };
   } finally {
-    await sink.close();
-    await source.stop();
-    await deadLetters.close();
-    await decisionOutput?.close();
-    await scorer.close();
-    await imageLoader.close();
-    await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+    await closeAll();
   }
 }
 
+/** Source, dead letters, output topic and policy store of `run`, each registered to be closed. */
+async function openConnectors(
+  run: CurateRun,
+  instance: string,
+  log: (line: string) => void,
+  closers: (() => Promise<unknown>)[],
+): Promise<{
+  source: Source;
+  deadLetters: DeadLetterSink;
+  decisionOutput?: DecisionOutput;
+  store: PolicyStore;
+}> {
+  if (run.source.kind === "file") {
+    const source = createFileSource(run.source.path);
+    closers.push(() => source.stop());
+    const deadLetters = createDeadLetterFile(join(run.out, "dead-letters.jsonl"));
+    closers.push(() => deadLetters.close());
+    return { source, deadLetters, store: createPolicyFileStore({ path: run.source.policyFile, log }) };
+  }
+  const { brokers, topic, group } = run.source;
+  const security = securityFromEnv();
+  const dlqTopic = run.source.dlqTopic ?? `${topic}.dlq`;
+  const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
+  await admin.connect();
+  try {
+    // Dead letters (and selected samples) need their topics: create them when missing.
+    const wanted = [dlqTopic, run.source.outputTopic].filter((t): t is string => t !== undefined);
+    const created = await retrying(
+      () =>
+        ensureTopics(
+          admin,
+          wanted.map((t) => ({ topic: t, numPartitions: 1 })),
+        ),
+      log,
+    );
+    if (created.length > 0) log(`created topic(s) ${created.join(", ")}`);
+  } finally {
+    await admin.disconnect();
+  }
+  const store = await retrying(
+    () =>
+      createControlTopicStore({
+        brokers,
+        topic: run.source.kind === "kafka" ? (run.source.controlTopic ?? `${topic}.control`) : "",
+        group,
+        reader: instance,
+        log,
+        ...security,
+      }),
+    log,
+  );
+  // the policy control closes the store
+  const source = await retrying(
+    () => createKafkaSource({ brokers, topic, groupId: group, ...security }),
+    log,
+  );
+  closers.push(() => source.stop());
+  const deadLetters = await createDeadLetterTopic({ brokers, topic: dlqTopic, ...security });
+  closers.push(() => deadLetters.close());
+  let decisionOutput: DecisionOutput | undefined;
+  if (run.source.outputTopic) {
+    const out = await createSelectedTopic({ brokers, topic: run.source.outputTopic, ...security });
+    closers.push(() => out.close());
+    decisionOutput = out;
+  }
+  return { source, deadLetters, decisionOutput, store };
+}
+
+/** Where a group's policy lives: its control topic on `brokers`, or a policy file. */
+export type PolicyTarget =
+  | { kind: "kafka"; brokers: string[]; group: string; controlTopic: string }
+  | { kind: "file"; path: string };
+
+/** The policy store of `target` (for `mmssr policy get|set`); close it after use. */
+export async function openPolicyStore(
+  target: PolicyTarget,
+  log?: (line: string) => void,
+): Promise<PolicyStore> {
+  if (target.kind === "file") return createPolicyFileStore({ path: target.path, log });
+  return retrying(
+    () =>
+      createControlTopicStore({
+        brokers: target.brokers,
+        topic: target.controlTopic,
+        group: target.group,
+        reader: `cli-${hostname()}-${process.pid}-${Date.now().toString(36)}`,
+        log,
+        ...securityFromEnv(),
+      }),
+    log ?? (() => {}),
+  );
+}
+
+/** What a mode cannot run with: continuous mode admits a share of the stream, so it needs a ratio. */
+function policyProblemsForMode(mode: "window" | "continuous"): (p: SelectionPolicy) => PolicyProblem[] {
+  return (p) =>
+    mode === "continuous" && p.ratio === undefined
+      ? [
+          {
+            path: "ratio",
+            message:
+              "continuous mode needs a ratio (the share of incoming samples to admit); a budget is per window",
+          },
+        ]
+      : [];
+}
+
+/** The admin API's view of a running curator. */
+function adminBackend(c: {
+  run: CurateRun;
+  mode: "window" | "continuous";
+  control: PolicyControl;
+  owner: PartitionOwner;
+  source: Source;
+  live: CurationLive & { scorer?: OnnxScorer; reservoir?: { rows: number; size: number } };
+  registry: Registry;
+  output: SharedOutput;
+  stop: AbortController;
+  log: (line: string) => void;
+}): AdminBackend {
+  const { run, control, owner, source, live } = c;
+  return {
+    policy: () => control.policy,
+    patchPolicy: (patch, from) => control.patch(patch, from),
+    putPolicy: (body, from) => control.replace(body, from),
+    async status() {
+      const lags = (await groupLag(source).catch(() => undefined)) ?? [];
+      const mine = new Map(owner.positions().map((p) => [`${p.tp.topic}:${p.tp.partition}`, p]));
+      return {
+        instance: c.output.instanceId,
+        source:
+          run.source.kind === "kafka"
+            ? { kind: "kafka", topic: run.source.topic, group: run.source.group }
+            : { kind: "file", path: run.source.path },
+        mode: c.mode,
+        draining: c.stop.signal.aborted,
+        model: live.scorer
+          ? { id: live.scorer.id, executionProvider: live.scorer.provider, loaded: true }
+          : { loaded: false },
+        policy: control.policy,
+        policySet: { at: control.record.at, from: control.record.from },
+        partitions: lags.map((l) => ({
+          partition: l.partition,
+          owned: mine.get(l.partition)?.ready ?? false,
+          committed: l.committed ?? null,
+          end: l.end.toString(),
+          lag: l.lag.toString(),
+          undecided: mine.get(l.partition)?.undecided ?? 0,
+        })),
+        window: { fill: live.windowFill, size: run.windowSize },
+        reservoir: live.reservoir ?? null,
+        undecided: owner.undecidedTotal,
+      };
+    },
+    async ready() {
+      const checks = {
+        broker: source.readyAt !== undefined,
+        model: live.scorer !== undefined,
+        partitions: owner.positions().some((p) => p.ready),
+      };
+      return { ready: Object.values(checks).every(Boolean), checks };
+    },
+    drain() {
+      if (c.stop.signal.aborted) return;
+      c.log("drain asked through the admin API: draining (publish, commit, then exit)");
+      c.stop.abort();
+    },
+    async metrics() {
+      return { contentType: c.registry.contentType, text: await c.registry.metrics() };
+    },
+  };
+}
+
 /**
- * The select step of the graph. Window mode decides each window with the exact offline
- * selector; continuous mode takes the scored windows (scoring batches) apart and decides each
- * sample within maxDelayMs with bounded memory (src/selection/continuous-selector.ts).
+ * The select step of the graph, under the policy `policy$` emits. Window mode decides each
+ * window with the exact offline selector (a change applies from the next window); continuous
+ * mode takes the scored windows (scoring batches) apart and decides each sample within
+ * maxDelayMs with bounded memory (src/selection/continuous-selector.ts; a change applies at its
+ * next refresh).
  */
-function selectStep(run: CurateRun): OperatorFunction<ScoredRecord[], Decision[]> {
+function selectStep(
+  mode: "window" | "continuous",
+  policy$: Observable<SelectionPolicy>,
+  live: { reservoir?: { rows: number; size: number } },
+): OperatorFunction<ScoredRecord[], Decision[]> {
   const runId = Date.now().toString(36);
-  if (run.mode === "continuous") {
-    const { ratio, capabilities, threshold, capabilityWeights, styleWeights } = run.select;
-    if (ratio === undefined)
-      throw new MmssrError(
-        ERROR_CODES.USAGE,
-        "--mode continuous: needs --ratio (the share of incoming samples to admit)",
-      );
+  if (mode === "continuous")
     return (windows) =>
       windows.pipe(
         mergeMap((w) => w),
-        selectContinuous({
-          ratio,
-          capabilities,
-          threshold,
-          capabilityWeights,
-          styleWeights,
-          maxDelayMs: run.maxDelayMs ?? POLICY_DEFAULTS.maxDelayMs,
-          maxAdmitted: run.maxSelected,
+        selectContinuousByPolicy(policy$, {
           batchId: (n) => `${runId}-c${n}`,
+          onStats: (s) => {
+            live.reservoir = { rows: s.referenceRows, size: s.referenceSize };
+          },
         }),
       );
-  }
-  // Window mode runs under a selection policy (src/selection/selection-policy.ts); the flags
-  // build the first one. Nothing changes it yet while it runs (the admin API and the control
-  // topic of issue 8 will emit new ones here).
-  const policy = policyOrThrow({
-    ...run.select,
-    maxTotal: run.maxSelected?.total,
-    maxPerHour: run.maxSelected?.perHour,
-    ...(run.maxDelayMs === undefined ? {} : { maxDelayMs: run.maxDelayMs }),
-  });
-  return selectWindowByPolicy(new BehaviorSubject(policy), { windowId: (n) => `${runId}-w${n}` });
+  return selectWindowByPolicy(policy$, { windowId: (n) => `${runId}-w${n}` });
 }
 
 /** Runs a Kafka call again while the broker answers with a retriable error (a coordinator still loading). */

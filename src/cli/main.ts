@@ -4,6 +4,7 @@ import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
+import { registerPolicyCommand } from "./commands/policy-command.js";
 import { registerProduceCommand } from "./commands/produce-command.js";
 import { registerScoreCommand } from "./commands/score-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
@@ -30,7 +31,9 @@ export function buildProgram(): Command {
   registerProduceCommand(program);
   registerCurateCommand(program);
   registerGenPoolCommand(program);
-  for (const cmd of program.commands)
+  registerPolicyCommand(program);
+  const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
+  for (const cmd of all(program.commands))
     cmd.exitOverride().configureOutput({
       outputError: (text, write) =>
         write(`mmssr: error [${ERROR_CODES.USAGE}]: ${text.replace(/^error: /, "")}`),

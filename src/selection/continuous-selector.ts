@@ -8,9 +8,11 @@ import {
   STYLES,
 } from "../domain/taxonomy.js";
 import { createRandom, type Random } from "../util/random.js";
-import { BudgetGovernor } from "./budget-governor.js";
+import { type BudgetCaps, BudgetGovernor } from "./budget-governor.js";
+import { type DecisionReason, ineligibleReason } from "./decision-reason.js";
 import { type ResolvedSelectOptions, resolveSelectOptions } from "./resolve-select-options.js";
 import type { SelectOptions } from "./select-options.js";
+import { POLICY_DEFAULTS } from "./selection-policy.js";
 import { tieHash } from "./tie-break.js";
 
 /**
@@ -59,7 +61,17 @@ import { tieHash } from "./tie-break.js";
  *    their threshold (smallest margin, largest bucket first) are dropped, or the best near
  *    misses (smallest shortfall, smallest bucket first) are added, so admitted / decided
  *    converges to ratio while the thresholds do the choosing. Absolute caps (in total, per hour
- *    of the `now` clock) only ever drop.
+ *    of the `now` clock) only ever drop. A sample not admitted says why (`reason`): not eligible
+ *    (`no-style`, `below-threshold`), not taken by the threshold rule and feedback (`budget`),
+ *    or taken and then dropped by a cap (`cap-total`, `cap-hour`: the one that left less room).
+ *
+ * 5. Policy changes. setPolicy() replaces the policy-dependent options (ratio, capabilities,
+ *    threshold, weights, maxDelayMs, caps) while the stream runs. The reservoir and the counts
+ *    stay; the thresholds are refreshed at the next batch decision (the samples still pending
+ *    are decided under the new policy), and a new maxDelayMs moves the due time of the pending
+ *    batch at once. A new ratio restarts the feedback basis (step 4 counts decided / admitted
+ *    from the change on), so the new ratio is tracked from then on instead of paying back the
+ *    old ratio's history. The caps' counts carry over (what was admitted still counts).
  *
  * Deterministic: the same inputs in the same order with the same `now` values and options give
  * the same decisions. Memory: O(referenceSize + maxPending), independent of the stream length.
@@ -79,7 +91,7 @@ export interface ContinuousSelectorOptions
   extends Pick<SelectOptions, "capabilities" | "threshold" | "capabilityWeights" | "styleWeights"> {
   /** Share of incoming samples to admit, in (0, 1). */
   ratio: number;
-  /** Longest a sample waits for its decision, in the clock of `now` (default 500). */
+  /** Longest a sample waits for its decision, in the clock of `now` (default 1000: POLICY_DEFAULTS). */
   maxDelayMs?: number;
   /** Most samples waiting at once; reaching it decides the batch at once (default 1000). */
   maxPending?: number;
@@ -99,12 +111,20 @@ export interface ContinuousSelectorOptions
   seed?: number;
 }
 
+/** The options a selection policy sets, which setPolicy() may change while the stream runs. */
+export type ContinuousPolicyOptions = Pick<
+  ContinuousSelectorOptions,
+  "ratio" | "capabilities" | "threshold" | "capabilityWeights" | "styleWeights" | "maxDelayMs" | "maxAdmitted"
+>;
+
 export interface ContinuousDecision<T> {
   item: T;
   selected: boolean;
   /** capability and bucket (style+image_source) that admitted it, when selected */
   pickedBy?: CapabilityId;
   bucket?: string;
+  /** why it was not selected (absent when selected) */
+  reason?: DecisionReason;
   /** 0-based number of the batch it was decided in */
   batch: number;
   /** 0-based arrival number */
@@ -121,6 +141,8 @@ export interface ContinuousSelectorStats {
   batches: number;
   refreshes: number;
   referenceRows: number;
+  /** capacity of the reference reservoir (referenceSize) */
+  referenceSize: number;
 }
 
 /** Per (capability, bucket) threshold states. */
@@ -157,6 +179,41 @@ function bad(message: string): MmssrError {
   return new MmssrError(ERROR_CODES.BAD_OPTIONS, message);
 }
 
+/** The policy-dependent options, checked: what the constructor and setPolicy() take over. */
+interface CheckedPolicy {
+  resolved: ResolvedSelectOptions;
+  ratio: number;
+  maxDelayMs: number;
+  caps: BudgetCaps;
+}
+
+function positive(name: string, v: number | undefined, dflt: number, integer: boolean): number {
+  const x = v ?? dflt;
+  if (typeof x !== "number" || !(x > 0) || (integer && !Number.isSafeInteger(x)))
+    throw bad(`${name}: must be a ${integer ? "whole " : ""}number > 0, got ${String(x)}`);
+  return x;
+}
+
+/** Throws MmssrError(BAD_OPTIONS) naming the option at fault. */
+function checkPolicy(options: ContinuousPolicyOptions): CheckedPolicy {
+  const resolved = resolveSelectOptions(0, {
+    ratio: options.ratio,
+    capabilities: options.capabilities,
+    threshold: options.threshold,
+    capabilityWeights: options.capabilityWeights,
+    styleWeights: options.styleWeights,
+  });
+  const maxDelayMs = positive("maxDelayMs", options.maxDelayMs, POLICY_DEFAULTS.maxDelayMs, false);
+  const caps: BudgetCaps = { maxTotal: options.maxAdmitted?.total, maxPerHour: options.maxAdmitted?.perHour };
+  for (const [name, v] of [
+    ["total", caps.maxTotal],
+    ["perHour", caps.maxPerHour],
+  ] as const)
+    if (v !== undefined && !(typeof v === "number" && v >= 0))
+      throw bad(`maxAdmitted.${name}: caps must be >= 0, got ${String(v)}`);
+  return { resolved, ratio: options.ratio, maxDelayMs, caps };
+}
+
 function meanOf(scores: ArrayLike<number>): number {
   let sum = 0;
   let count = 0;
@@ -171,9 +228,11 @@ function meanOf(scores: ArrayLike<number>): number {
 }
 
 export class ContinuousSelector<T> {
-  private readonly resolved: ResolvedSelectOptions;
-  private readonly ratio: number;
-  private readonly maxDelayMs: number;
+  // the policy-dependent options (setPolicy)
+  private resolved: ResolvedSelectOptions;
+  private ratio: number;
+  private maxDelayMs: number;
+  private caps: BudgetCaps;
   private readonly maxPending: number;
   private readonly refSize: number;
   private readonly refreshEvery: number;
@@ -210,6 +269,9 @@ export class ContinuousSelector<T> {
   private seen = 0;
   private decided = 0;
   private admitted = 0;
+  /** the feedback basis: decided / admitted since the ratio last changed */
+  private decidedAtRatio = 0;
+  private admittedAtRatio = 0;
   private batches = 0;
   private refreshes = 0;
 
@@ -217,21 +279,11 @@ export class ContinuousSelector<T> {
     options: ContinuousSelectorOptions,
     private readonly toRow: (item: T) => SelectionRow,
   ) {
-    this.resolved = resolveSelectOptions(0, {
-      ratio: options.ratio,
-      capabilities: options.capabilities,
-      threshold: options.threshold,
-      capabilityWeights: options.capabilityWeights,
-      styleWeights: options.styleWeights,
-    });
-    this.ratio = options.ratio;
-    const positive = (name: string, v: number | undefined, dflt: number, integer: boolean): number => {
-      const x = v ?? dflt;
-      if (typeof x !== "number" || !(x > 0) || (integer && !Number.isSafeInteger(x)))
-        throw bad(`${name}: must be a ${integer ? "whole " : ""}number > 0, got ${String(x)}`);
-      return x;
-    };
-    this.maxDelayMs = positive("maxDelayMs", options.maxDelayMs, 500, false);
+    const policy = checkPolicy(options);
+    this.resolved = policy.resolved;
+    this.ratio = policy.ratio;
+    this.maxDelayMs = policy.maxDelayMs;
+    this.caps = policy.caps;
     this.maxPending = positive("maxPending", options.maxPending, 1000, true);
     this.refSize = positive("referenceSize", options.referenceSize, 50_000, true);
     this.refreshEvery = positive("refreshEvery", options.refreshEvery, 5000, true);
@@ -241,10 +293,7 @@ export class ContinuousSelector<T> {
       throw bad(`feedback: must be in 0..1, got ${this.feedback}`);
     this.tolerance = options.tolerance ?? 2;
     if (!(this.tolerance >= 0)) throw bad(`tolerance: must be >= 0, got ${this.tolerance}`);
-    const caps = { maxTotal: options.maxAdmitted?.total, maxPerHour: options.maxAdmitted?.perHour };
-    for (const v of Object.values(caps))
-      if (v !== undefined && !(v >= 0)) throw bad("maxAdmitted: caps must be >= 0");
-    this.governor = new BudgetGovernor(caps);
+    this.governor = new BudgetGovernor({ ...this.caps });
     this.rng = createRandom(options.seed ?? 1);
     const r = this.refSize;
     this.refScores = new Float64Array(r * NUM_CAPABILITIES);
@@ -252,6 +301,28 @@ export class ContinuousSelector<T> {
     this.refHash = new Float64Array(r);
     this.refMask = new Uint16Array(r);
     this.refSrc = new Uint32Array(r);
+  }
+
+  /**
+   * A new policy: ratio, capabilities, threshold, weights, maxDelayMs and caps as the
+   * constructor takes them (an absent option is its default, not the old value), checked the
+   * same way: MmssrError(BAD_OPTIONS) naming the option at fault, the selector unchanged. It
+   * applies at the next batch decision, which refreshes the thresholds first (the pending
+   * samples are decided under it); a new maxDelayMs moves nextDueAt() at once (a caller with a
+   * timer re-arms it). A new ratio restarts the feedback basis; the caps' counts carry over.
+   */
+  setPolicy(options: ContinuousPolicyOptions): void {
+    const policy = checkPolicy(options);
+    this.governor.setCaps({ ...policy.caps });
+    this.caps = policy.caps;
+    this.resolved = policy.resolved;
+    if (policy.ratio !== this.ratio) {
+      this.ratio = policy.ratio;
+      this.decidedAtRatio = 0;
+      this.admittedAtRatio = 0;
+    }
+    this.maxDelayMs = policy.maxDelayMs;
+    this.nextRefreshAt = 0; // refresh at the next batch
   }
 
   /** Takes one sample that arrived at `now`; returns the decisions that are due (maybe none). */
@@ -305,6 +376,7 @@ export class ContinuousSelector<T> {
       batches: this.batches,
       refreshes: this.refreshes,
       referenceRows: this.refCount,
+      referenceSize: this.refSize,
     };
   }
 
@@ -340,7 +412,7 @@ export class ContinuousSelector<T> {
 
     // Feedback toward ratio: drop the weakest candidates or add the best near misses.
     const expected = this.ratio * n;
-    const target = expected + this.feedback * (this.ratio * this.decided - this.admitted);
+    const target = expected + this.feedback * (this.ratio * this.decidedAtRatio - this.admittedAtRatio);
     const band = this.tolerance * Math.sqrt(Math.max(expected, 1));
     const order = (a: number, b: number, sign: number): number =>
       sign * (verdicts[a].margin - verdicts[b].margin) ||
@@ -361,8 +433,11 @@ export class ContinuousSelector<T> {
     }
 
     // Absolute caps only ever drop (weakest first).
+    const wanted = admit.slice();
+    let capReason: DecisionReason = "budget";
     const room = this.governor.allowance(count, now);
     if (count > room) {
+      capReason = this.bindingCap(now);
       const cands = [...admit.keys()].filter((i) => admit[i]).sort((a, b) => order(a, b, 1));
       for (let j = 0; j < count - Math.max(room, 0); j++) admit[cands[j]] = false;
       count = Math.max(room, 0);
@@ -381,17 +456,31 @@ export class ContinuousSelector<T> {
         arrivedAt: p.arrivedAt,
         decidedAt: now,
       };
-      if (admit[i] && v.cap >= 0) {
-        d.pickedBy = CAPABILITY_IDS[this.resolved.capabilities[v.cap]];
-        const b = v.bucket;
-        d.bucket = bucketName(STYLES[b % NUM_STYLES], this.sources[Math.floor(b / NUM_STYLES)]);
-      }
+      if (admit[i]) {
+        if (v.cap >= 0) {
+          d.pickedBy = CAPABILITY_IDS[this.resolved.capabilities[v.cap]];
+          const b = v.bucket;
+          d.bucket = bucketName(STYLES[b % NUM_STYLES], this.sources[Math.floor(b / NUM_STYLES)]);
+        }
+      } else if (wanted[i]) d.reason = capReason;
+      else d.reason = ineligibleReason(p.row.scores, p.row.styleMask, this.resolved) ?? "budget";
       out[i] = d;
     }
     this.decided += n;
     this.admitted += count;
+    this.decidedAtRatio += n;
+    this.admittedAtRatio += count;
     this.governor.record(count, now);
     return out;
+  }
+
+  /** The cap that leaves less room at `now` (maxTotal on a tie): the reason of what the caps drop. */
+  private bindingCap(now: number): "cap-total" | "cap-hour" {
+    const { maxTotal, maxPerHour } = this.caps;
+    const total = maxTotal === undefined ? Number.POSITIVE_INFINITY : maxTotal - this.governor.selectedTotal;
+    const hour =
+      maxPerHour === undefined ? Number.POSITIVE_INFINITY : maxPerHour - this.governor.selectedInHour(now);
+    return total <= hour ? "cap-total" : "cap-hour";
   }
 
   private massOf(bucket: number): number {

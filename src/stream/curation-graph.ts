@@ -56,6 +56,8 @@ export interface CurationGraphOptions {
   idleMs?: number;
   /** aborting ends the run the same way (drain, publish, commit) */
   signal?: AbortSignal;
+  /** kept up to date while it runs, for a status endpoint */
+  live?: CurationLive;
   log?: (line: string) => void;
 }
 
@@ -70,6 +72,12 @@ export interface CurationStats {
   skippedPublished: number;
   /** records and decisions of a generation that was over by the time they got somewhere */
   droppedStale: number;
+}
+
+/** What a running graph holds right now. */
+export interface CurationLive {
+  /** valid records in the window that is filling (not yet scored) */
+  windowFill: number;
 }
 
 export async function runCurationGraph(options: CurationGraphOptions): Promise<CurationStats> {
@@ -206,7 +214,13 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   const decided$ = parsed$.pipe(
     filter((p): p is { ok: true; record: SampleRecord } => p.ok),
     map((p) => p.record),
+    tap(() => {
+      if (options.live) options.live.windowFill++;
+    }),
     windowByCountOrTime<SampleRecord>(options.windowSize, options.windowMs),
+    tap((window) => {
+      if (options.live) options.live.windowFill -= window.length;
+    }),
     // a window may hold records of a generation that ended while it filled: not ours to score
     map((window) => {
       const kept = window.filter(current);
@@ -241,8 +255,10 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
         const now = Date.now();
         for (const d of kept) {
           if (d.selected) m.selected.inc({ capability: d.pickedBy ?? "unknown" });
+          else m.notSelected.inc({ reason: d.reason ?? "unknown" });
           m.decisionLatency.observe(Math.max(0, now - d.record.timestamp) / 1000);
         }
+        if (kept.length > 0) m.windowSelectedShare.set(kept.filter((d) => d.selected).length / kept.length);
       },
     }),
   );

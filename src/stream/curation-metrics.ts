@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from "prom-client";
+import type { SelectionPolicy } from "../selection/selection-policy.js";
 
 /**
  * What an operator watches on a dashboard. The registry is passed in (not the global one), so
@@ -24,6 +25,27 @@ export interface CurationMetrics {
   droppedStale: Counter;
   /** seconds from a record's arrival (or produce timestamp) to its decision being handed to the sink */
   decisionLatency: Histogram;
+  /** samples not selected, by why (below-threshold, no-style, budget, cap-total, cap-hour) */
+  notSelected: Counter<"reason">;
+  /** selected / decided of the last window (window mode) or decision batch (continuous mode) */
+  windowSelectedShare: Gauge;
+  /** the policy in force: its version, and each numeric setting (NaN when it has none) */
+  policy: Gauge<"setting">;
+}
+
+/** The policy gauges for `policy` (NaN for a setting it does not have). */
+export function showPolicy(metrics: CurationMetrics, policy: SelectionPolicy): void {
+  const settings: Record<string, number | undefined> = {
+    version: policy.version,
+    ratio: policy.ratio,
+    budget: policy.budget,
+    max_total: policy.maxTotal,
+    max_per_hour: policy.maxPerHour,
+    threshold: policy.threshold,
+    max_delay_ms: policy.maxDelayMs,
+    capabilities: policy.capabilities?.length ?? 14,
+  };
+  for (const [setting, v] of Object.entries(settings)) metrics.policy.set({ setting }, v ?? Number.NaN);
 }
 
 export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): CurationMetrics {
@@ -83,6 +105,23 @@ export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): Cu
       name: `${prefix}decision_latency_seconds`,
       help: "from a record's timestamp to its decision",
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
+    notSelected: new Counter({
+      name: `${prefix}not_selected_total`,
+      help: "samples decided and not selected, by reason (below-threshold, no-style, budget, cap-total, cap-hour)",
+      labelNames: ["reason"],
+      registers,
+    }),
+    windowSelectedShare: new Gauge({
+      name: `${prefix}window_selected_share`,
+      help: "selected / decided in the last window (window mode) or decision batch (continuous mode)",
+      registers,
+    }),
+    policy: new Gauge({
+      name: `${prefix}policy`,
+      help: "the selection policy in force: version, ratio, budget, max_total, max_per_hour, threshold, max_delay_ms, capabilities (NaN: not set)",
+      labelNames: ["setting"],
       registers,
     }),
   };

@@ -50,18 +50,17 @@ describe("runCurate with a file source", () => {
         source: { kind: "file", path: input },
         out,
         mode,
-        select: { ratio: 0.2 },
+        policy: { ratio: 0.2, maxDelayMs: 200 },
         windowSize: 500,
         windowMs: 10_000,
-        maxDelayMs: 200,
         log: () => {},
       });
       expect(stats.read).toBe(2001);
       expect(stats.deadLettered).toBe(1);
       expect(stats.scored).toBe(2000);
       const { offsets, selected, policyVersions } = await scoredRows(out);
-      // window mode decides under the policy the flags built (version 0); continuous mode has none yet
-      expect([...policyVersions]).toEqual([mode === "window" ? 0 : null]);
+      // both modes decide under the policy the flags built (version 0 of a run without a policy file)
+      expect([...policyVersions]).toEqual([0]);
       expect(offsets).toHaveLength(2000);
       expect(new Set(offsets).size).toBe(2000);
       expect(selected).toBe(stats.selected);
@@ -82,8 +81,7 @@ describe("absolute budgets", () => {
       source: { kind: "file", path: input },
       out,
       mode: "window",
-      select: { ratio: 0.2 },
-      maxSelected: { total: 150 },
+      policy: { ratio: 0.2, maxTotal: 150 },
       windowSize: 500,
       windowMs: 10_000,
       log: () => {},
@@ -102,7 +100,7 @@ describe("metrics", () => {
     await runCurate({
       source: { kind: "file", path: input },
       out: join(dir, "metrics"),
-      select: { ratio: 0.2 },
+      policy: { ratio: 0.2 },
       windowSize: 500,
       windowMs: 10_000,
       registry,

@@ -1,9 +1,10 @@
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { type CurateSummary, runCurate } from "../../app/curator.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
-import { parseSelectFlags } from "./select-command.js";
+import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 
 interface CurateFlags {
   brokers: string;
@@ -11,31 +12,28 @@ interface CurateFlags {
   group: string;
   out: string;
   mode: string;
-  ratio?: string;
-  budget?: string;
-  caps: string;
-  thr: string;
   windowSize: string;
   windowMs: string;
   model?: string;
   untilIdle?: string;
-  maxDelayMs: string;
-  maxTotal?: string;
-  maxPerHour?: string;
-  capWeights?: string;
-  styleWeights?: string;
   workers: string;
   dlqTopic?: string;
   outputTopic?: string;
+  controlTopic?: string;
   imageBase?: string;
   metricsPort?: string;
   metricsHost?: string;
+  adminPort?: string;
+  adminHost: string;
+  adminTokenFile?: string;
+  adminInsecure?: boolean;
   rotateRows: string;
   rotateMs: string;
+  [policyFlag: string]: unknown;
 }
 
 export function registerCurateCommand(program: Command): void {
-  program
+  const command = program
     .command("curate")
     .description("curate a Kafka topic: score, select the best and most diverse share, publish Parquet")
     .requiredOption("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
@@ -49,16 +47,9 @@ export function registerCurateCommand(program: Command): void {
       "--mode <mode>",
       "window (the offline selector on each window) or continuous (each sample within --max-delay-ms)",
       "window",
-    )
-    .option("--max-delay-ms <ms>", "continuous mode: longest a sample waits for its decision", "1000")
-    .option("--ratio <r>", "share of each window to select (0 < r < 1)")
-    .option("--budget <n>", "samples to select per window")
-    .option("--caps <list>", "capabilities, in order: all or a comma list", "all")
-    .option("--thr <t>", "a score must be above t (0..5) to count", "0")
-    .option("--cap-weights <list>", "budget shares per capability, e.g. ocr=2,data=2")
-    .option("--style-weights <list>", 'quota weights per style, e.g. "yes/no=0.5" (0 excludes a style)')
-    .option("--max-total <n>", "select at most this many samples over the whole run")
-    .option("--max-per-hour <n>", "select at most this many samples per clock hour")
+    );
+  addPolicyFlags(command);
+  command
     .option("--window-size <n>", "samples per window", "20000")
     .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
     .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
@@ -75,6 +66,20 @@ export function registerCurateCommand(program: Command): void {
       "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",
     )
     .option("--metrics-host <host>", "address the metrics server binds to", "127.0.0.1")
+    .option(
+      "--control-topic <name>",
+      "the group's policy channel (compacted, key = group; default <topic>.control): its policy wins over the flags",
+    )
+    .option(
+      "--admin-port <port>",
+      "serve the admin API (policy, status, drain, health, metrics) on this port",
+    )
+    .option("--admin-host <host>", "address the admin API binds to", "127.0.0.1")
+    .option(
+      "--admin-token-file <file>",
+      "bearer token of the admin API (else MMSSR_ADMIN_TOKEN); required unless --admin-insecure",
+    )
+    .option("--admin-insecure", "admin API without a token (only on a loopback --admin-host)")
     .option("--rotate-rows <n>", "publish a partition's files at this many rows", "100000")
     .option("--rotate-ms <ms>", "... or this long after their oldest row (publish latency)", "60000")
     .action(async (flags: CurateFlags) => {
@@ -82,7 +87,16 @@ export function registerCurateCommand(program: Command): void {
         throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
       const brokers = parseBrokers(flags.brokers);
       if (brokers.length === 0) throw usageError("--brokers: no broker given");
-      const select = parseSelectFlags(flags);
+      const policy = policyFromFlags(flags);
+      const admin =
+        flags.adminPort === undefined
+          ? undefined
+          : {
+              port: parseIntegerFlag("--admin-port", flags.adminPort, 1),
+              host: flags.adminHost,
+              token: await adminToken(flags.adminTokenFile),
+              insecure: flags.adminInsecure === true,
+            };
       // SIGTERM / SIGINT: drain, publish, commit, exit (a second one exits at once)
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
@@ -90,8 +104,15 @@ export function registerCurateCommand(program: Command): void {
         process.stderr.write(`mmssr curate: ${signal}: draining (publish, commit, then exit)\n`);
         stop.abort();
       };
+      // SIGHUP (a closed terminal, a reload by habit) must not kill a curator mid-window
+      const onHangup = (): void => {
+        process.stderr.write(
+          "mmssr curate: SIGHUP ignored: change the policy with PATCH /v1/policy or `mmssr policy set`; SIGTERM drains\n",
+        );
+      };
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
+      process.on("SIGHUP", onHangup);
       const stats = await runCurate({
         signal: stop.signal,
         source: {
@@ -101,16 +122,12 @@ export function registerCurateCommand(program: Command): void {
           group: flags.group,
           dlqTopic: flags.dlqTopic,
           outputTopic: flags.outputTopic,
+          controlTopic: flags.controlTopic,
         },
         out: flags.out,
-        select,
+        policy,
+        givenPolicyFlags: givenPolicyFlags(flags),
         mode: flags.mode,
-        maxSelected: {
-          total: flags.maxTotal === undefined ? undefined : parseIntegerFlag("--max-total", flags.maxTotal),
-          perHour:
-            flags.maxPerHour === undefined ? undefined : parseIntegerFlag("--max-per-hour", flags.maxPerHour),
-        },
-        maxDelayMs: parseIntegerFlag("--max-delay-ms", flags.maxDelayMs, 1),
         windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
         windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
         model: flags.model,
@@ -129,11 +146,27 @@ export function registerCurateCommand(program: Command): void {
         metricsHost: flags.metricsHost,
         rotateRows: parseIntegerFlag("--rotate-rows", flags.rotateRows, 1),
         rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
+        admin,
       });
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGHUP", onHangup);
       process.stdout.write(`${formatCurateStats(stats)}\n`);
     });
+}
+
+/** The admin API's token: --admin-token-file, else MMSSR_ADMIN_TOKEN, else none. */
+async function adminToken(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return process.env.MMSSR_ADMIN_TOKEN?.trim() || undefined;
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw usageError(`--admin-token-file: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const token = text.trim();
+  if (token === "") throw usageError(`--admin-token-file: ${file} is empty`);
+  return token;
 }
 
 export function formatCurateStats(s: CurateSummary): string {

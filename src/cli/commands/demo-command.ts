@@ -91,7 +91,7 @@ export function registerDemoCommand(program: Command): void {
           source,
           idleMs: flags.kafka ? 3000 : undefined,
           out: join(outDir, "curated"),
-          select: { ratio: parseNumberFlag("--ratio", flags.ratio) },
+          policy: { ratio: parseNumberFlag("--ratio", flags.ratio) },
           windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
           windowMs: 60_000,
           imageBase: join(root, "src", "demo"),

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { map, Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
+import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { NUM_CAPABILITIES, styleNamesOfMask } from "../../domain/taxonomy.js";
 import { generatePool } from "../../pool/generate-pool.js";
 import type { Decision, ScoredRecord } from "../stream-types.js";
@@ -64,6 +65,34 @@ describe("selectContinuous (virtual time)", () => {
       );
       const slow = cold("a---------", { a: records[0] });
       expectObservable(slow.pipe(selectContinuous({ ratio: 0.3, maxDelayMs: 5 })), "^--!").toBe("----");
+    });
+  });
+
+  it("says why a record was not selected, and carries no policy version (fixed options)", () => {
+    makeScheduler().run(({ cold, expectObservable }) => {
+      const src = cold(`${"a".repeat(200)}|`, { a: records[0] }).pipe(map((_, j) => records[j]));
+      const out = src.pipe(
+        selectContinuous({ ratio: 0.2, threshold: 3, maxDelayMs: 1000, maxPending: 100 }),
+        map((ds) => {
+          const reasons = new Set(ds.map((d) => d.reason ?? "selected"));
+          const fine = ds.every(
+            (d) => d.policyVersion === undefined && (d.selected ? d.reason === undefined : !!d.reason),
+          );
+          return fine && reasons.has("budget") && reasons.has("below-threshold") && reasons.has("selected");
+        }),
+      );
+      expectObservable(out).toBe(`${"-".repeat(99)}x${"-".repeat(99)}x|`, { x: true });
+    });
+  });
+
+  it("errors the stream on bad options", () => {
+    makeScheduler().run(({ cold, expectObservable }) => {
+      const src = cold("-a|", { a: records[0] });
+      expectObservable(src.pipe(selectContinuous({ ratio: 0.1, maxDelayMs: -1 }))).toBe(
+        "#",
+        undefined,
+        new MmssrError(ERROR_CODES.BAD_OPTIONS, "maxDelayMs: must be a number > 0, got -1"),
+      );
     });
   });
 
