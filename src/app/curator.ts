@@ -264,7 +264,9 @@ async function openConnectors(
     closers.push(() => source.stop());
     const deadLetters = createDeadLetterFile(join(run.out, "dead-letters.jsonl"));
     closers.push(() => deadLetters.close());
-    return { source, deadLetters, store: createPolicyFileStore({ path: run.source.policyFile, log }) };
+    const store = createPolicyFileStore({ path: run.source.policyFile, log });
+    closers.push(() => store.close());
+    return { source, deadLetters, store };
   }
   const { brokers, topic, group } = run.source;
   const security = securityFromEnv();
@@ -272,6 +274,13 @@ async function openConnectors(
   const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
   await admin.connect();
   try {
+    // A topic that does not exist is most likely a typo: say so now, not after a minute of retries.
+    const topics = await retrying(() => admin.listTopics(), log);
+    if (!topics.includes(topic))
+      throw new MmssrError(
+        ERROR_CODES.USAGE,
+        `--topic: ${topic} does not exist on ${brokers.join(",")} (create it, or produce to it with \`mmssr produce\`)`,
+      );
     // Dead letters (and selected samples) need their topics: create them when missing.
     const wanted = [dlqTopic, run.source.outputTopic].filter((t): t is string => t !== undefined);
     const created = await retrying(
@@ -298,7 +307,7 @@ async function openConnectors(
       }),
     log,
   );
-  // the policy control closes the store
+  closers.push(() => store.close());
   const source = await retrying(
     () => createKafkaSource({ brokers, topic, groupId: group, ...security }),
     log,

@@ -138,10 +138,10 @@ export class PolicyControl {
     });
   }
 
+  /** Stops following the store (which its opener closes) and completes policy$. */
   async close(): Promise<void> {
     this.following?.unsubscribe();
     await this.changing.catch(() => {});
-    await this.store.close();
     this.subject.complete();
   }
 

@@ -29,11 +29,11 @@ export interface CurationMetrics {
   notSelected: Counter<"reason">;
   /** selected / decided of the last window (window mode) or decision batch (continuous mode) */
   windowSelectedShare: Gauge;
-  /** the policy in force: its version, and each numeric setting (NaN when it has none) */
+  /** the policy in force: its version, and each numeric setting it has */
   policy: Gauge<"setting">;
 }
 
-/** The policy gauges for `policy` (NaN for a setting it does not have). */
+/** The policy gauges for `policy` (none for a setting it does not have). */
 export function showPolicy(metrics: CurationMetrics, policy: SelectionPolicy): void {
   const settings: Record<string, number | undefined> = {
     version: policy.version,
@@ -45,7 +45,10 @@ export function showPolicy(metrics: CurationMetrics, policy: SelectionPolicy): v
     max_delay_ms: policy.maxDelayMs,
     capabilities: policy.capabilities?.length ?? 14,
   };
-  for (const [setting, v] of Object.entries(settings)) metrics.policy.set({ setting }, v ?? Number.NaN);
+  // a setting the policy does not have has no sample (prom-client would print NaN as "Nan")
+  for (const [setting, v] of Object.entries(settings))
+    if (v === undefined) metrics.policy.remove({ setting });
+    else metrics.policy.set({ setting }, v);
 }
 
 export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): CurationMetrics {
@@ -120,7 +123,7 @@ export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): Cu
     }),
     policy: new Gauge({
       name: `${prefix}policy`,
-      help: "the selection policy in force: version, ratio, budget, max_total, max_per_hour, threshold, max_delay_ms, capabilities (NaN: not set)",
+      help: "the selection policy in force: version, ratio, budget, max_total, max_per_hour, threshold, max_delay_ms, capabilities (absent: not set)",
       labelNames: ["setting"],
       registers,
     }),

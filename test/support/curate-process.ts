@@ -87,6 +87,8 @@ export interface CurateProcessOptions {
   /** ... or this long after a partition's oldest pending row */
   rotateMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** more flags, appended as given (e.g. --admin-port 0) */
+  extraArgs?: string[];
 }
 
 export interface CurateExit {
@@ -138,6 +140,7 @@ export function startCurate(o: CurateProcessOptions): CurateProcess {
   ];
   if (o.rotateRows !== undefined) args.push("--rotate-rows", String(o.rotateRows));
   if (o.rotateMs !== undefined) args.push("--rotate-ms", String(o.rotateMs));
+  if (o.extraArgs) args.push(...o.extraArgs);
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
   const chunks: string[] = [];
   child.stdout.setEncoding("utf8").on("data", (s: string) => chunks.push(s));

@@ -72,7 +72,7 @@ export function registerCurateCommand(program: Command): void {
     )
     .option(
       "--admin-port <port>",
-      "serve the admin API (policy, status, drain, health, metrics) on this port",
+      "serve the admin API (policy, status, drain, health, metrics) on this port (0: any free one, printed at start)",
     )
     .option("--admin-host <host>", "address the admin API binds to", "127.0.0.1")
     .option(
@@ -92,7 +92,7 @@ export function registerCurateCommand(program: Command): void {
         flags.adminPort === undefined
           ? undefined
           : {
-              port: parseIntegerFlag("--admin-port", flags.adminPort, 1),
+              port: parseIntegerFlag("--admin-port", flags.adminPort, 0),
               host: flags.adminHost,
               token: await adminToken(flags.adminTokenFile),
               insecure: flags.adminInsecure === true,
