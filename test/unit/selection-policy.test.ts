@@ -133,4 +133,42 @@ describe("budget governor", () => {
     expect(g.allowance(10, 3)).toBe(10);
     expect(() => g.setCaps({ maxTotal: -1 })).toThrow(/maxTotal/);
   });
+
+  it("says which cap binds (the reason of what it cuts)", () => {
+    const g = new BudgetGovernor({ maxTotal: 10, maxPerHour: 6 });
+    expect(g.bindingCap(5, 0)).toBeUndefined();
+    expect(g.bindingCap(7, 0)).toBe("cap-hour");
+    g.record(6, 0);
+    expect(g.bindingCap(1, 1)).toBe("cap-hour");
+    // next hour: 4 left in total, 6 in the hour
+    expect(g.bindingCap(5, HOUR)).toBe("cap-total");
+    g.setCaps({ maxPerHour: 6 });
+    expect(g.bindingCap(5, HOUR)).toBeUndefined();
+  });
+});
+
+describe("a policy the selector would refuse", () => {
+  it("fails parsePolicy with its field, not a window later", () => {
+    expect(parsePolicy({ ratio: 0.2, capabilityWeights: { ocr: 0 }, capabilities: ["ocr"] })).toMatchObject({
+      ok: false,
+      problems: [{ path: "capabilityWeights" }],
+    });
+    const styles = Object.fromEntries(
+      [
+        "multi-choice",
+        "coordinate",
+        "yes/no",
+        "word/short-phrase",
+        "short description",
+        "detailed description",
+        "comparison",
+        "chain-of-thought (step-by-step)",
+        "specified style",
+      ].map((s) => [s, 0]),
+    );
+    expect(parsePolicy({ ratio: 0.2, styleWeights: styles })).toMatchObject({
+      ok: false,
+      problems: [{ path: "styleWeights" }],
+    });
+  });
 });

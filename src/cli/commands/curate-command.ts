@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { type CurateSummary, runCurate } from "../../app/curator.js";
+import { isLoopbackHost } from "../../control/admin-server.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 
@@ -97,6 +98,13 @@ export function registerCurateCommand(program: Command): void {
               token: await adminToken(flags.adminTokenFile),
               insecure: flags.adminInsecure === true,
             };
+      // Refused here, before anything connects (the server would refuse the same at start).
+      if (admin && admin.insecure && !isLoopbackHost(admin.host))
+        throw usageError(`--admin-insecure: only on a loopback --admin-host, not ${admin.host}`);
+      if (admin && !admin.token && !admin.insecure)
+        throw usageError(
+          "--admin-port: the admin API needs a bearer token: set MMSSR_ADMIN_TOKEN or --admin-token-file (or --admin-insecure on a loopback --admin-host)",
+        );
       // SIGTERM / SIGINT: drain, publish, commit, exit (a second one exits at once)
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
