@@ -99,7 +99,7 @@ export function registerCurateCommand(program: Command): void {
               insecure: flags.adminInsecure === true,
             };
       // Refused here, before anything connects (the server would refuse the same at start).
-      if (admin && admin.insecure && !isLoopbackHost(admin.host))
+      if (admin?.insecure && !isLoopbackHost(admin.host))
         throw usageError(`--admin-insecure: only on a loopback --admin-host, not ${admin.host}`);
       if (admin && !admin.token && !admin.insecure)
         throw usageError(
