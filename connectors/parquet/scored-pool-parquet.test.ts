@@ -1,7 +1,6 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import {
@@ -13,6 +12,7 @@ import {
 } from "../../src/domain/taxonomy.js";
 import { generatePool } from "../../src/pool/generate-pool.js";
 import { type ScoredPool, ScoredPoolBuilder } from "../../src/pool/scored-pool.js";
+import { type Duck, openDuck } from "../../test/support/duckdb.js";
 import { writeParquetFile } from "./parquet-writer.js";
 import {
   readScoredPoolParquet,
@@ -22,26 +22,19 @@ import {
 } from "./scored-pool-parquet.js";
 
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "scored-pool-parquet-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 });
 
 afterAll(async () => {
-  duck.closeSync();
+  duck.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
 

@@ -1,7 +1,6 @@
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, NUM_STYLES, type StyleName } from "../../src/domain/taxonomy.js";
@@ -10,6 +9,7 @@ import { PartitionOwner } from "../../src/stream/partition-owner.js";
 import type { Publication, PublishGate, Source, TopicPartition } from "../../src/stream/ports.js";
 import type { Decision } from "../../src/stream/stream-types.js";
 import { createRandom } from "../../src/util/random.js";
+import { type Duck, openDuck } from "../../test/support/duckdb.js";
 import { readScoredPoolParquet } from "../parquet/scored-pool-parquet.js";
 import { type CurationSinkOptions, createCurationSink, type FileSink } from "./curation-sink.js";
 import { readPublishedEntries, SharedOutput } from "./shared-output.js";
@@ -17,15 +17,15 @@ import { type ManifestEntry, ManifestWriter, parseFileName, readManifestFile } f
 
 let root: string;
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 let n = 0;
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "curation-sink-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 });
 afterAll(async () => {
-  duck.closeSync();
+  duck.close();
   await rm(root, { recursive: true, force: true });
 });
 beforeEach(() => {
@@ -35,14 +35,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 const lit = (p: string) => `'${p.replaceAll("'", "''")}'`;
 
 function decision(

@@ -42,7 +42,6 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix, relative } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import type { Admin, Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
@@ -55,6 +54,7 @@ import {
   evictGroupMembers,
   startCurate,
 } from "../support/curate-process.js";
+import { type Duck, openDuck } from "../support/duckdb.js";
 import { brokers, freshGroup, testKafka, uniqueName, waitFor } from "../support/kafka.js";
 import { committedOffsets, deadLetters, produceFile, topicEnds } from "../support/kafka-reads.js";
 
@@ -95,18 +95,18 @@ const FINAL_LIMIT_MS = 120_000;
 const JOINED = /Consumer has joined the group[^\n]*?"memberId":"([^"]+)"/g;
 
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 const running = new Set<CurateProcess>();
 
 beforeAll(async () => {
   await ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), "mmssr-chaos-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 }, 300_000);
 
 afterAll(async () => {
   for (const p of running) await p.kill("SIGKILL");
-  duck?.closeSync();
+  duck?.close();
   if (dir && process.env.MMSSR_CHAOS_KEEP) console.log(`chaos: out dir and inputs kept in ${dir}`);
   else if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -118,14 +118,7 @@ function curate(o: CurateProcessOptions): CurateProcess {
   return p;
 }
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 /** p's value, or undefined when p has not settled within ms */
 async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {

@@ -33,7 +33,6 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { DuckDBInstance } from "@duckdb/node-api";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPublishedEntries } from "../../connectors/sink/shared-output.js";
@@ -48,6 +47,7 @@ import {
   REPO,
   startCurate,
 } from "../support/curate-process.js";
+import { type Duck, openDuck } from "../support/duckdb.js";
 import { brokers, freshGroup, testKafka, uniqueName, waitFor } from "../support/kafka.js";
 import { committedOffsets, deadLetters, produceFile, topicEnds } from "../support/kafka-reads.js";
 
@@ -67,18 +67,18 @@ const ROTATE = { rotateRows: 1500, rotateMs: 800 };
 
 const exec = promisify(execFile);
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 const running = new Set<CurateProcess>();
 
 beforeAll(async () => {
   await ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), "mmssr-crash-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 }, 300_000);
 
 afterAll(async () => {
   for (const p of running) await p.kill("SIGKILL");
-  duck?.closeSync();
+  duck?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -93,14 +93,7 @@ function kafkaFor(list: string[], clientId: string): Kafka {
   return testKafka(clientId, { brokers: list });
 }
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 interface Dataset {
   topic: string;

@@ -6,31 +6,24 @@
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
+import { type Duck, openDuck } from "../support/duckdb.js";
 import { brokers, freshGroup, freshTopic, testKafka } from "../support/kafka.js";
 import { runCli } from "../support/run-cli.js";
 
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "mmssr-curate-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 });
 afterAll(async () => {
-  duck.closeSync();
+  duck.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 describe("mmssr curate", () => {
   it("decides every message once, publishes, commits; a rerun has nothing left", async () => {

@@ -8,39 +8,32 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPublishedEntries } from "../../connectors/sink/shared-output.js";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
 import { type CurateProcess, ensureBuilt, publishedRows, startCurate } from "../support/curate-process.js";
+import { type Duck, openDuck } from "../support/duckdb.js";
 import { brokers, freshGroup, freshTopic, testKafka, waitFor } from "../support/kafka.js";
 import { runCli } from "../support/run-cli.js";
 
 const TOKEN = "policy-test-token";
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 const running = new Set<CurateProcess>();
 
 beforeAll(async () => {
   await ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), "mmssr-policy-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
 }, 300_000);
 
 afterAll(async () => {
   for (const p of running) await p.kill("SIGKILL");
-  duck?.closeSync();
+  duck?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 let batch = 0;
 /** Produces n synthetic samples (ids unique across calls) to topic. */

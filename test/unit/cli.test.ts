@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeScoredPool } from "../../connectors/scored-pool-io.js";
 import { CAPABILITY_IDS, type CapabilityId, NUM_STYLES, STYLES } from "../../src/domain/taxonomy.js";
@@ -10,12 +9,13 @@ import { generatePool } from "../../src/pool/generate-pool.js";
 import type { ScoredPool } from "../../src/pool/scored-pool.js";
 import { selectMmssr } from "../../src/selection/select-mmssr.js";
 import type { SelectOptions } from "../../src/selection/select-options.js";
+import { type Duck, openDuck } from "../support/duckdb.js";
 import { runCli } from "../support/run-cli.js";
 
 const N = 2000;
 
 let dir: string;
-let duck: DuckDBInstance;
+let duck: Duck;
 /** The generated pool (no extras) and its JSONL / Parquet forms; JSONL rows carry extras. */
 let pool: ScoredPool;
 let poolJsonl: string;
@@ -25,7 +25,7 @@ const inputRows = new Map<string, Record<string, unknown>>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "mmssr-cli-"));
-  duck = await DuckDBInstance.create(":memory:");
+  duck = await openDuck();
   pool = generatePool({ n: N, seed: 42 });
   const plain = join(dir, "plain.jsonl");
   await writeScoredPool(plain, pool);
@@ -46,20 +46,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  duck?.closeSync();
+  duck?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
 
-async function sql(query: string): Promise<Record<string, unknown>[]> {
-  const con = await duck.connect();
-  try {
-    return (await con.runAndReadAll(query)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    con.closeSync();
-  }
-}
+const sql = (query: string) => duck.sql(query);
 
 async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
   const text = await readFile(path, "utf8");

@@ -4,6 +4,7 @@
  * governor's caps across a change.
  */
 import { describe, expect, it } from "vitest";
+import { STYLES } from "../../src/domain/taxonomy.js";
 import { BudgetGovernor } from "../../src/selection/budget-governor.js";
 import {
   mergePatch,
@@ -153,19 +154,8 @@ describe("a policy the selector would refuse", () => {
       ok: false,
       problems: [{ path: "capabilityWeights" }],
     });
-    const styles = Object.fromEntries(
-      [
-        "multi-choice",
-        "coordinate",
-        "yes/no",
-        "word/short-phrase",
-        "short description",
-        "detailed description",
-        "comparison",
-        "chain-of-thought (step-by-step)",
-        "specified style",
-      ].map((s) => [s, 0]),
-    );
+    // every style weighted 0: nothing could ever be selected
+    const styles = Object.fromEntries(STYLES.map((s) => [s, 0]));
     expect(parsePolicy({ ratio: 0.2, styleWeights: styles })).toMatchObject({
       ok: false,
       problems: [{ path: "styleWeights" }],

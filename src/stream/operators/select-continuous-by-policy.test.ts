@@ -1,26 +1,15 @@
 import { BehaviorSubject, catchError, map, type Observable, of, Subject } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
+import { scoredRecordsOf } from "../../../test/support/scored-records.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
-import { NUM_CAPABILITIES, styleNamesOfMask } from "../../domain/taxonomy.js";
 import { generatePool } from "../../pool/generate-pool.js";
 import { policyOrThrow, type SelectionPolicy } from "../../selection/selection-policy.js";
 import type { Decision, ScoredRecord } from "../stream-types.js";
 import { continuousOptionsOf, selectContinuousByPolicy } from "./select-continuous.js";
 
 const pool = generatePool({ n: 3000, seed: 23 });
-const records: ScoredRecord[] = Array.from({ length: pool.size }, (_, r) => ({
-  origin: { topic: "t", partition: 0, offset: String(r) },
-  sample: { id: pool.ids[r], image_source: pool.sources[pool.sourceIndex[r]], conversations: [] },
-  timestamp: 0,
-  score: {
-    scores: Float32Array.from({ length: NUM_CAPABILITIES }, (_, c) => pool.scores[c][r]),
-    styles: styleNamesOfMask(pool.styleMask[r]),
-    styleProbabilities: new Float32Array(9),
-    flags: [],
-  },
-  modelId: "test",
-}));
+const records = scoredRecordsOf(pool);
 
 /** One batch as `windowId:offsets@decidedAt:v<versions>`. */
 const summary = (ds: Decision[]): string =>

@@ -2,30 +2,14 @@ import fc from "fast-check";
 import { map, Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
+import { scoredRecordsOf } from "../../../test/support/scored-records.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
-import { NUM_CAPABILITIES, styleNamesOfMask } from "../../domain/taxonomy.js";
 import { generatePool } from "../../pool/generate-pool.js";
 import type { Decision, ScoredRecord } from "../stream-types.js";
 import { selectContinuous } from "./select-continuous.js";
 
 const pool = generatePool({ n: 400, seed: 21 });
-
-/** Row r of the generated pool as a scored record of the graph. */
-function recordOf(r: number): ScoredRecord {
-  return {
-    origin: { topic: "t", partition: 0, offset: String(r) },
-    sample: { id: pool.ids[r], image_source: pool.sources[pool.sourceIndex[r]], conversations: [] },
-    timestamp: 0,
-    score: {
-      scores: Float32Array.from({ length: NUM_CAPABILITIES }, (_, c) => pool.scores[c][r]),
-      styles: styleNamesOfMask(pool.styleMask[r]),
-      styleProbabilities: new Float32Array(9),
-      flags: [],
-    },
-    modelId: "test",
-  };
-}
-const records = Array.from({ length: pool.size }, (_, r) => recordOf(r));
+const records = scoredRecordsOf(pool);
 const ids = (ds: Decision[]): string => ds.map((d) => d.record.origin.offset).join(",");
 
 function makeScheduler(): TestScheduler {

@@ -1,7 +1,7 @@
 import { BehaviorSubject, map, Subject } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
-import { NUM_CAPABILITIES, styleNamesOfMask } from "../../domain/taxonomy.js";
+import { scoredRecordsOf } from "../../../test/support/scored-records.js";
 import { generatePool } from "../../pool/generate-pool.js";
 import { BudgetGovernor } from "../../selection/budget-governor.js";
 import { policyOrThrow, type SelectionPolicy } from "../../selection/selection-policy.js";
@@ -9,18 +9,7 @@ import type { Decision, ScoredRecord } from "../stream-types.js";
 import { selectWindowByPolicy } from "./select-window-by-policy.js";
 
 const pool = generatePool({ n: 600, seed: 8 });
-const records: ScoredRecord[] = Array.from({ length: pool.size }, (_, r) => ({
-  origin: { topic: "t", partition: 0, offset: String(r) },
-  sample: { id: pool.ids[r], image_source: pool.sources[pool.sourceIndex[r]], conversations: [] },
-  timestamp: 0,
-  score: {
-    scores: Float32Array.from({ length: NUM_CAPABILITIES }, (_, c) => pool.scores[c][r]),
-    styles: styleNamesOfMask(pool.styleMask[r]),
-    styleProbabilities: new Float32Array(9),
-    flags: [],
-  },
-  modelId: "test",
-}));
+const records = scoredRecordsOf(pool);
 const picked = (ds: Decision[]): number => ds.filter((d) => d.selected).length;
 
 describe("selectWindowByPolicy", () => {
