@@ -188,6 +188,9 @@ describe("the selection policy of running curators", () => {
     const versions = await byVersion(out);
     const old = versions.get(before.version as number);
     const now = versions.get(changed.json.version as number);
+    console.log(
+      `policy API: selected ${old?.selected}/3000 under v${before.version} (ratio 0.2), ${now?.selected}/4000 under v${changed.json.version} (ratio 0.05)`,
+    );
     expect(old?.rows).toBe(3000);
     expect(now?.rows).toBe(4000);
     expect(Math.abs((old?.selected ?? 0) / 3000 - 0.2)).toBeLessThanOrEqual(0.02);
@@ -261,6 +264,9 @@ describe("the selection policy of running curators", () => {
     expect(eb.code, eb.output).toBe(0);
     for (const e of [ea, eb]) expect(e.output).toMatch(/\(set via cli from [^)]+\): ratio 0\.2 -> 0\.1/);
     const now = (await byVersion(out)).get(written.policy.version as number);
+    console.log(
+      `policy fleet: selected ${now?.selected}/3000 under v${written.policy.version} (ratio 0.1, set by mmssr policy set) by ${now?.instances.size} curators`,
+    );
     expect(now?.rows).toBe(3000);
     expect(Math.abs((now?.selected ?? 0) / 3000 - 0.1)).toBeLessThanOrEqual(0.02);
     expect(now?.instances.size, "both curators decided under the new policy").toBe(2);
