@@ -41,7 +41,22 @@ export function buildProgram(): Command {
   return program;
 }
 
+let pipesGuarded = false;
+/**
+ * A reader that goes away (`mmssr select ... | head -1`) closes our stdout: that ends no command.
+ * What it writes to files is finished and published; only the printed lines are not read.
+ */
+function ignoreClosedPipes(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  for (const stream of [process.stdout, process.stderr])
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") throw err;
+    });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  ignoreClosedPipes();
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: "user" });

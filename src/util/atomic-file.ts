@@ -1,10 +1,33 @@
 import { randomBytes } from "node:crypto";
+import { unlinkSync } from "node:fs";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 
 /** fs error codes after which the same write may succeed later. */
 const RETRIABLE_FS_CODES = new Set(["ENOSPC", "EAGAIN", "EIO", "EBUSY", "EMFILE", "ENFILE", "EDQUOT"]);
+
+/**
+ * Temporary files not yet committed or aborted: removed when the process exits, whatever the
+ * path to the exit (an error, a closed pipe, process.exit), so no `.tmp` file is left behind
+ * except by a kill that runs no code (and those the next owner of the output removes).
+ */
+const openTemps = new Set<string>();
+let cleanupInstalled = false;
+function trackTemp(path: string): void {
+  if (!cleanupInstalled) {
+    cleanupInstalled = true;
+    process.once("exit", () => {
+      for (const p of openTemps)
+        try {
+          unlinkSync(p);
+        } catch {
+          /* already gone */
+        }
+    });
+  }
+  openTemps.add(path);
+}
 
 /**
  * A file that appears under its final name only once it is complete: written under a
@@ -48,6 +71,7 @@ export class AtomicFile {
       await fh.close();
       this.fh = undefined;
       await rename(this.tempPath, this.path);
+      openTemps.delete(this.tempPath);
     } catch (err) {
       throw ioError(this.path, err);
     }
@@ -70,12 +94,14 @@ export class AtomicFile {
     this.fh = undefined;
     await fh?.close().catch(() => {});
     await rm(this.tempPath, { force: true }).catch(() => {});
+    openTemps.delete(this.tempPath);
   }
 
   private async handle(): Promise<FileHandle> {
     if (this.fh) return this.fh;
     try {
       this.fh = await open(this.tempPath, "wx");
+      trackTemp(this.tempPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT")
         throw new MmssrError(

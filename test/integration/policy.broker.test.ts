@@ -287,7 +287,9 @@ describe("the selection policy of running curators", () => {
     ]);
     expect(get.code, get.stderr).toBe(0);
     expect(JSON.parse(get.stdout)).toMatchObject({ policy: written.policy, from: { via: "cli" } });
-    const last = await again.process.kill("SIGTERM");
+    // SIGHUP (a closed terminal) drains as SIGTERM does
+    const last = await again.process.kill("SIGHUP");
     expect(last.code, last.output).toBe(0);
+    expect(last.output).toMatch(/SIGHUP: draining \(publish, commit, then exit\)/);
   }, 300_000);
 });

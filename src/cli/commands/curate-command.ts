@@ -105,22 +105,17 @@ export function registerCurateCommand(program: Command): void {
         throw usageError(
           "--admin-port: the admin API needs a bearer token: set MMSSR_ADMIN_TOKEN or --admin-token-file (or --admin-insecure on a loopback --admin-host)",
         );
-      // SIGTERM / SIGINT: drain, publish, commit, exit (a second one exits at once)
+      // SIGTERM / SIGINT / SIGHUP: drain, publish, commit, exit (a second one exits at once)
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
-        if (stop.signal.aborted) process.exit(signal === "SIGINT" ? 130 : 143);
+        if (stop.signal.aborted) process.exit(signal === "SIGINT" ? 130 : signal === "SIGHUP" ? 129 : 143);
         process.stderr.write(`mmssr curate: ${signal}: draining (publish, commit, then exit)\n`);
         stop.abort();
       };
-      // SIGHUP (a closed terminal, a reload by habit) must not kill a curator mid-window
-      const onHangup = (): void => {
-        process.stderr.write(
-          "mmssr curate: SIGHUP ignored: change the policy with PATCH /v1/policy or `mmssr policy set`; SIGTERM drains\n",
-        );
-      };
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
-      process.on("SIGHUP", onHangup);
+      // SIGHUP (a closed terminal) drains too: nothing is lost, nothing is left half done
+      process.on("SIGHUP", onSignal);
       const stats = await runCurate({
         signal: stop.signal,
         source: {
@@ -158,7 +153,7 @@ export function registerCurateCommand(program: Command): void {
       });
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
-      process.removeListener("SIGHUP", onHangup);
+      process.removeListener("SIGHUP", onSignal);
       process.stdout.write(`${formatCurateStats(stats)}\n`);
     });
 }

@@ -1,15 +1,18 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import type { Command } from "commander";
 import { createKafka, ensureTopics, parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { syntheticSamples } from "../../../models/synthetic-samples.js";
 import { type CurateRun, runCurate } from "../../app/curator.js";
 import { packageRoot } from "../../util/package-root.js";
+import { claimOwnedDir } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseNumberFlag } from "../cli-errors.js";
 import { formatCurateStats } from "./curate-command.js";
 
 /** The bundled real records (src/demo/README.md says where they come from and their licences). */
 export const DEMO_SAMPLES = join("src", "demo", "demo-samples.jsonl");
+/** The file that marks a folder as one `mmssr demo` made (so a later run may replace its output). */
+const DEMO_MARKER = ".mmssr-demo";
 /** A generated scored pool for `mmssr select` examples. */
 export const DEMO_POOL = join("src", "demo", "demo-pool.jsonl");
 
@@ -19,7 +22,11 @@ export function registerDemoCommand(program: Command): void {
     .description(
       "the main job on the embedded default: curate bundled samples through the full graph (file source)",
     )
-    .option("--out-dir <dir>", "where the result goes (replaced on each run)", "out/demo")
+    .option(
+      "--out-dir <dir>",
+      "where the result goes: a new or empty folder, or one an earlier demo made (its input and curated/ are replaced)",
+      "out/demo",
+    )
     .option("--ratio <r>", "share of each window to select", "0.3")
     .option("--synthetic <n>", "synthetic samples added for volume", "3000")
     .option("--window-size <n>", "samples per window", "1000")
@@ -37,8 +44,10 @@ export function registerDemoCommand(program: Command): void {
       }) => {
         const root = packageRoot();
         const outDir = resolve(flags.outDir);
-        await rm(outDir, { recursive: true, force: true });
-        await mkdir(outDir, { recursive: true });
+        // Only what an earlier demo wrote here is replaced; a folder of the user's is refused.
+        await claimOwnedDir(outDir, DEMO_MARKER, "--out-dir", "mmssr demo");
+        await rm(join(outDir, "input.jsonl"), { force: true });
+        await rm(join(outDir, "curated"), { recursive: true, force: true });
         // Input: the bundled real records, synthetic volume, and two malformed lines that must end
         // up dead-lettered with their reasons rather than lost.
         const real = (await readFile(join(root, DEMO_SAMPLES), "utf8")).trimEnd().split("\n");

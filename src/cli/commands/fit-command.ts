@@ -10,6 +10,7 @@ import { createSampleFeaturizer, DEFAULT_FEATURE_SPEC } from "../../scoring/feat
 import { fitModel, type LabelledSample } from "../../scoring/fit/fit-model.js";
 import { createImageLoader } from "../../scoring/image-source.js";
 import { RULE_TEACHER_ID, ruleTeacherLabel } from "../../scoring/rule-teacher.js";
+import { refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 
 const MAX_REPORTED = 20;
@@ -110,6 +111,7 @@ export function registerFitCommand(program: Command): void {
       if (flags.teacher !== "rule")
         throw usageError(`--teacher: only "rule" is built in, got ${JSON.stringify(flags.teacher)}`);
       if (!flags.out.endsWith(".jsonl")) throw usageError("--out: labelled samples are written as .jsonl");
+      refuseOutputOverInput([["--out", flags.out]], [["--in", flags.in]]);
       await rm(flags.out, { force: true });
       let n = 0;
       let bad = 0;

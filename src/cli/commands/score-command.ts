@@ -10,13 +10,15 @@ import {
 } from "../../../connectors/files/sample-reader.js";
 import { readScoredPoolJsonl } from "../../../connectors/files/scored-pool-jsonl.js";
 import { writeScoredPoolParquet } from "../../../connectors/parquet/scored-pool-parquet.js";
+import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { formatSampleErrors, type Sample, validateSample } from "../../domain/sample.js";
 import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { createImageLoader } from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SampleScore, ScoreFlag } from "../../scoring/scoring-types.js";
 import { packageRoot } from "../../util/package-root.js";
-import { parseIntegerFlag, usageError } from "../cli-errors.js";
+import { refuseOutputOverInput } from "../../util/safe-paths.js";
+import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 
 interface ScoreFlags {
   in: string;
@@ -33,6 +35,7 @@ interface ScoreFlags {
   rejects?: string;
   progress: boolean;
   missingId: string;
+  maxRejectShare?: string;
   imageSource?: string;
 }
 
@@ -76,6 +79,10 @@ export function registerScoreCommand(program: Command): void {
       "content-hash",
     )
     .option("--image-source <name>", "image_source for records that name none (default: unknown)")
+    .option(
+      "--max-reject-share <s>",
+      "fail (exit 2) when more than this share (0..1) of the records is rejected (default: fail only when all are)",
+    )
     .option("--no-progress", "no progress bar")
     .action(async (flags: ScoreFlags) => {
       await runScore(flags);
@@ -130,7 +137,22 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
     throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(flags.badImage)}`);
   if (flags.missingId !== "content-hash" && flags.missingId !== "reject")
     throw usageError(`--missing-id: expected content-hash or reject, got ${JSON.stringify(flags.missingId)}`);
+  const maxRejectShare =
+    flags.maxRejectShare === undefined
+      ? undefined
+      : parseNumberFlag("--max-reject-share", flags.maxRejectShare);
+  if (maxRejectShare !== undefined && !(maxRejectShare >= 0 && maxRejectShare <= 1))
+    throw usageError(`--max-reject-share: expected a share in 0..1, got ${flags.maxRejectShare}`);
   sampleFormatOf(flags.in);
+  // the output, its resume file and the rejects file are all written: none may be the input
+  refuseOutputOverInput(
+    [
+      ["--out", flags.out],
+      ["--out (its resume file)", `${flags.out}.partial.jsonl`],
+      ["--rejects", flags.rejects ?? `${flags.out}.rejected.jsonl`],
+    ],
+    [["--in", flags.in]],
+  );
   const outExt = extname(flags.out).toLowerCase();
   if (outExt !== ".jsonl" && outExt !== ".parquet")
     throw usageError(`--out: unknown extension ${JSON.stringify(outExt)}; use .jsonl or .parquet`);
@@ -259,6 +281,19 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       `(${(counts.scored / Math.max(secs, 1e-3)).toFixed(0)}/s); already in the output: ${counts.resumed}; ` +
       `rejected: ${counts.rejected}${counts.rejected > 0 ? ` (see ${rejectsPath})` : ""}\nflags: ${flagText}\n-> ${flags.out}\n`,
   );
+  // A run that made nothing of a non-empty input, or rejected more than the pipeline allows,
+  // must not look like success to the next step.
+  const read = counts.scored + counts.resumed + counts.rejected;
+  if (read > 0 && counts.scored + counts.resumed === 0)
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      `all ${read} records of ${flags.in} were rejected (reasons in ${rejectsPath}): nothing was scored`,
+    );
+  if (maxRejectShare !== undefined && counts.rejected / Math.max(read, 1) > maxRejectShare)
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      `${counts.rejected} of ${read} records of ${flags.in} were rejected (${((100 * counts.rejected) / read).toFixed(1)}%), more than --max-reject-share ${maxRejectShare} (reasons in ${rejectsPath})`,
+    );
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

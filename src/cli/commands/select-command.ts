@@ -7,6 +7,7 @@ import { selectMmssr } from "../../selection/select-mmssr.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import { summarizeSelection } from "../../selection/selection-summary.js";
 import { writeFileAtomic } from "../../util/atomic-file.js";
+import { refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseNumberFlag, parseWeightsFlag, usageError } from "../cli-errors.js";
 import { formatSummary } from "../format-summary.js";
 
@@ -86,6 +87,13 @@ export function registerSelectCommand(program: Command): void {
     .option("--summary-json <file>", "also write the full summary (every bucket) as JSON")
     .action(async (flags: SelectFlags) => {
       const options = parseSelectFlags(flags);
+      refuseOutputOverInput(
+        [
+          ["--out", flags.out],
+          ["--summary-json", flags.summaryJson],
+        ],
+        [["--scores", flags.scores]],
+      );
       poolFormatOf(flags.scores);
       poolFormatOf(flags.out);
       await runSelect({ scores: flags.scores, out: flags.out, summaryJson: flags.summaryJson, ...options });
