@@ -1,10 +1,9 @@
-import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import { createInterface } from "node:readline";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import { openParquet, parquetBatches, toPlain } from "../parquet/parquet-batches.js";
 import { assertReadable } from "./scored-pool-jsonl.js";
+import { readTextLines } from "./text-lines.js";
 
 /** One record of a samples file: its parsed JSON, or why it could not be parsed. */
 export type SampleRecord =
@@ -51,26 +50,25 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
     for (let k = 0; k < parsed.length; k++) yield { where: `${path}[${k}]`, ordinal: k, value: parsed[k] };
     return;
   }
-  const lines = createInterface({
-    input: createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 }),
-    crlfDelay: Number.POSITIVE_INFINITY,
-  });
-  let lineNo = 0;
   let ordinal = 0;
-  for await (const line of lines) {
-    lineNo++;
-    if (line.trim() === "") continue;
-    const where = `${path}:${lineNo}`;
+  for await (const line of readTextLines(path)) {
+    const where = `${path}:${line.lineNo}`;
+    if ("error" in line) {
+      // bytes that are not UTF-8 are a bad row (as the stream dead-letters them), not repaired
+      yield { where, ordinal: ordinal++, error: line.error, raw: line.bytes.toString("latin1") };
+      continue;
+    }
+    if (line.text.trim() === "") continue;
     // parse before numbering: the ordinal of a line must not depend on whether it parses
     let value: unknown;
     let error: string | undefined;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(line.text);
     } catch (err) {
       error = `invalid JSON: ${(err as Error).message}`;
     }
     const n = ordinal++;
-    yield error === undefined ? { where, ordinal: n, value } : { where, ordinal: n, error, raw: line };
+    yield error === undefined ? { where, ordinal: n, value } : { where, ordinal: n, error, raw: line.text };
   }
 }
 
@@ -87,10 +85,7 @@ export async function countSampleRecords(path: string): Promise<number> {
     return Array.isArray(parsed) ? parsed.length : 0;
   }
   let n = 0;
-  const lines = createInterface({
-    input: createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 }),
-  });
-  for await (const line of lines) if (line.trim() !== "") n++;
+  for await (const line of readTextLines(path)) if ("error" in line || line.text.trim() !== "") n++;
   return n;
 }
 

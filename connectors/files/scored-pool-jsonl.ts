@@ -1,10 +1,9 @@
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { createInterface } from "node:readline";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import { CAPABILITY_IDS, NUM_CAPABILITIES, styleNamesOfMask } from "../../src/domain/taxonomy.js";
 import { parseScoredRow, type ScoredPool, ScoredPoolBuilder } from "../../src/pool/scored-pool.js";
 import { AtomicFile } from "../../src/util/atomic-file.js";
+import { readTextLines } from "./text-lines.js";
 
 /** How many bad rows a read reports before it stops: enough to see a pattern, not a flood. */
 const MAX_REPORTED_ERRORS = 20;
@@ -18,10 +17,6 @@ export async function readScoredPoolJsonl(path: string): Promise<ScoredPool> {
   await assertReadable(path);
   const builder = new ScoredPoolBuilder(1024, { trackIds: true });
   const errors: string[] = [];
-  const lines = createInterface({
-    input: createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 }),
-    crlfDelay: Number.POSITIVE_INFINITY,
-  });
   // For every line that added no row (blank or bad), the number of rows added before it:
   // the line of 0-based row r is r + 1 + (entries <= r), so a duplicate id can name the line
   // of its first occurrence. Grows with skipped lines only.
@@ -36,14 +31,19 @@ export async function readScoredPoolJsonl(path: string): Promise<ScoredPool> {
     }
     return r + 1 + lo;
   };
-  let lineNo = 0;
-  for await (const line of lines) {
-    lineNo++;
+  for await (const read of readTextLines(path)) {
+    const where = `${path}:${read.lineNo}`;
+    if ("error" in read) {
+      skippedAt.push(builder.size);
+      errors.push(`${where}: ${read.error}`);
+      if (errors.length >= MAX_REPORTED_ERRORS) break;
+      continue;
+    }
+    const line = read.text;
     if (line.trim() === "") {
       skippedAt.push(builder.size);
       continue;
     }
-    const where = `${path}:${lineNo}`;
     let obj: unknown;
     try {
       obj = JSON.parse(line);
@@ -71,7 +71,6 @@ export async function readScoredPoolJsonl(path: string): Promise<ScoredPool> {
     }
     builder.add(parsed.value);
   }
-  lines.close();
   if (errors.length > 0) throw badRows(path, errors);
   return builder.build();
 }
