@@ -36,17 +36,7 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
     return;
   }
   if (format === "json") {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(await readFile(path, "utf8"));
-    } catch (err) {
-      throw new MmssrError(ERROR_CODES.BAD_ROW, `${path}: not valid JSON: ${(err as Error).message}`);
-    }
-    if (!Array.isArray(parsed))
-      throw new MmssrError(
-        ERROR_CODES.BAD_ROW,
-        `${path}: expected a JSON array of samples (use .jsonl for one per line)`,
-      );
+    const parsed = await readJsonArray(path);
     for (let k = 0; k < parsed.length; k++) yield { where: `${path}[${k}]`, ordinal: k, value: parsed[k] };
     return;
   }
@@ -75,15 +65,13 @@ export async function* readSampleRecords(path: string): AsyncGenerator<SampleRec
 /** Number of records a samples file holds (lines that are not blank, or array length), for progress. */
 export async function countSampleRecords(path: string): Promise<number> {
   const format = sampleFormatOf(path);
+  await assertReadable(path);
   if (format === "parquet") {
     const { file, numRows } = await openParquet(path);
     file.free();
     return numRows;
   }
-  if (format === "json") {
-    const parsed = JSON.parse(await readFile(path, "utf8"));
-    return Array.isArray(parsed) ? parsed.length : 0;
-  }
+  if (format === "json") return (await readJsonArray(path)).length;
   let n = 0;
   for await (const line of readTextLines(path)) if ("error" in line || line.text.trim() !== "") n++;
   return n;
@@ -131,4 +119,26 @@ async function* readParquetSamples(path: string): AsyncGenerator<SampleRecord> {
   } finally {
     file.free();
   }
+}
+
+/** A .json samples file: one array (LLaVA, LLaMA-Factory); an empty, truncated or other file is a bad row. */
+async function readJsonArray(path: string): Promise<unknown[]> {
+  const text = await readFile(path, "utf8");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      text.trim() === ""
+        ? `${path}: the file is empty (expected a JSON array of samples)`
+        : `${path}: not valid JSON (truncated?): ${(err as Error).message}`,
+    );
+  }
+  if (!Array.isArray(parsed))
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      `${path}: expected a JSON array of samples (use .jsonl for one per line)`,
+    );
+  return parsed;
 }

@@ -84,16 +84,21 @@ export function badRows(path: string, errors: string[]): MmssrError {
   );
 }
 
+/** Throws MmssrError(FILE_NOT_FOUND) naming the path when it is missing, a folder, or not a file. */
 export async function assertReadable(path: string): Promise<void> {
+  let s: Awaited<ReturnType<typeof stat>>;
   try {
-    const s = await stat(path);
-    if (!s.isFile()) throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `${path}: not a regular file`);
+    s = await stat(path);
   } catch (err) {
-    if (err instanceof MmssrError) throw err;
-    throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `${path}: no such file (${(err as Error).message})`, {
-      cause: err,
-    });
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new MmssrError(
+      ERROR_CODES.FILE_NOT_FOUND,
+      code === "ENOENT" ? `${path}: no such file` : `${path}: cannot be read (${(err as Error).message})`,
+      { cause: err },
+    );
   }
+  if (s.isDirectory()) throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `${path} is a folder: give a file`);
+  if (!s.isFile()) throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `${path}: not a regular file`);
 }
 
 export interface WriteScoredPoolJsonlOptions {

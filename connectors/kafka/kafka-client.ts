@@ -26,14 +26,14 @@ const LEVELS = {
   debug: logLevel.DEBUG,
 } as const;
 
-export function createKafka(options: KafkaConnectionOptions): Kafka {
+export function createKafka(options: KafkaConnectionOptions & { retry?: KafkaConfig["retry"] }): Kafka {
   return new Kafka({
     clientId: options.clientId ?? "mmssr",
     brokers: options.brokers,
     ssl: options.ssl,
     sasl: options.sasl,
     logLevel: LEVELS[options.logLevel ?? envLevel()],
-    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+    retry: options.retry ?? { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
   });
 }
 
@@ -84,3 +84,10 @@ export async function ensureTopics(
   if (missing.length > 0) await admin.createTopics({ topics: [...missing], waitForLeaders: true });
   return missing.map((t) => t.topic);
 }
+
+/**
+ * Retry settings for a command's first contact with the brokers: a wrong --brokers or a broker
+ * that is down is said within seconds (kafkajs' defaults here retry for half a minute), while
+ * the long-running clients keep the patient settings of createKafka.
+ */
+export const FIRST_CONTACT_RETRY = { retries: 2, initialRetryTime: 300, maxRetryTime: 2_000 } as const;

@@ -4,10 +4,10 @@
  * bounded size, and turn Arrow cell values into plain JSON-like values.
  */
 import { openAsBlob } from "node:fs";
-import { stat } from "node:fs/promises";
 import { type RecordBatch, type Schema, tableFromIPC } from "apache-arrow";
 import * as pw from "parquet-wasm";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
+import { assertReadable } from "../files/scored-pool-jsonl.js";
 
 export interface OpenParquet {
   file: pw.ParquetFile;
@@ -17,9 +17,9 @@ export interface OpenParquet {
 
 /** Opens a Parquet file for streaming; FILE_NOT_FOUND or UNSUPPORTED_FORMAT name the path. Call file.free() when done. */
 export async function openParquet(path: string): Promise<OpenParquet> {
+  await assertReadable(path);
   let blob: Blob;
   try {
-    await stat(path);
     blob = await openAsBlob(path);
   } catch (err) {
     throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `cannot read ${path}: ${(err as Error).message}`, {
@@ -32,7 +32,7 @@ export async function openParquet(path: string): Promise<OpenParquet> {
   } catch (err) {
     throw new MmssrError(
       ERROR_CODES.UNSUPPORTED_FORMAT,
-      `${path} is not a readable Parquet file: ${err instanceof Error ? err.message : String(err)}`,
+      `${path} is not a readable Parquet file (${blob.size} bytes; truncated, still being written, or another format?): ${err instanceof Error ? err.message : String(err)}`,
       { cause: err },
     );
   }

@@ -14,7 +14,12 @@ import { createFileSource } from "../../connectors/files/file-source.js";
 import { createPolicyFileStore } from "../../connectors/files/policy-file.js";
 import { createControlTopicStore } from "../../connectors/kafka/control-topic.js";
 import { createDeadLetterTopic } from "../../connectors/kafka/dead-letter-topic.js";
-import { createKafka, ensureTopics, securityFromEnv } from "../../connectors/kafka/kafka-client.js";
+import {
+  createKafka,
+  ensureTopics,
+  FIRST_CONTACT_RETRY,
+  securityFromEnv,
+} from "../../connectors/kafka/kafka-client.js";
 import { createKafkaSource } from "../../connectors/kafka/kafka-source.js";
 import { createSelectedTopic } from "../../connectors/kafka/selected-topic.js";
 import { createCurationSink, type FileSink } from "../../connectors/sink/curation-sink.js";
@@ -271,7 +276,12 @@ async function openConnectors(
   const { brokers, topic, group } = run.source;
   const security = securityFromEnv();
   const dlqTopic = run.source.dlqTopic ?? `${topic}.dlq`;
-  const admin = createKafka({ brokers, clientId: "mmssr-curate-admin", ...security }).admin();
+  const admin = createKafka({
+    brokers,
+    clientId: "mmssr-curate-admin",
+    retry: FIRST_CONTACT_RETRY,
+    ...security,
+  }).admin();
   await admin.connect();
   try {
     // A topic that does not exist is most likely a typo: say so now, not after a minute of retries.

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { ERROR_CODES, isUserError, MmssrError } from "../domain/errors.js";
+import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/errors.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
@@ -61,7 +61,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: "user" });
     return EXIT_OK;
-  } catch (err) {
+  } catch (caught) {
+    const err = explainError(caught);
     if (err instanceof CommanderError) {
       // help and version end with code 0; every parse error is a usage error
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;

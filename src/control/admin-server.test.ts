@@ -120,7 +120,10 @@ async function json(res: Response): Promise<Body> {
   return JSON.parse(text);
 }
 
-async function startError(options: Partial<AdminServerOptions>): Promise<MmssrError> {
+async function startError(
+  options: Partial<AdminServerOptions>,
+  code: string = ERROR_CODES.USAGE,
+): Promise<MmssrError> {
   const err = await startAdminServer({ port: 0, backend: testBackend().backend, ...options }).then(
     async (s) => {
       await s.close();
@@ -129,7 +132,7 @@ async function startError(options: Partial<AdminServerOptions>): Promise<MmssrEr
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(MmssrError);
-  expect((err as MmssrError).code).toBe(ERROR_CODES.USAGE);
+  expect((err as MmssrError).code).toBe(code);
   return err as MmssrError;
 }
 
@@ -155,7 +158,7 @@ describe("startAdminServer: refuses to serve unprotected", () => {
   it("names host:port when it cannot listen", async () => {
     await withServer({}, async (s) => {
       const port = Number(new URL(s.url).port);
-      const err = await startError({ token: TOKEN, port });
+      const err = await startError({ token: TOKEN, port }, ERROR_CODES.PORT_UNAVAILABLE);
       expect(err.message).toContain(`127.0.0.1:${port}`);
       expect(err.message).toMatch(/EADDRINUSE/);
     });

@@ -319,8 +319,8 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     const onError = (err: NodeJS.ErrnoException) =>
       reject(
         new MmssrError(
-          ERROR_CODES.USAGE,
-          `cannot serve the admin API on ${host}:${o.port}: ${err.code ?? messageOf(err)}` +
+          ERROR_CODES.PORT_UNAVAILABLE,
+          `--admin-port: cannot serve the admin API on ${host}:${o.port}: ${err.code ?? messageOf(err)}` +
             (err.code === "EADDRINUSE" ? " (another process has that port; choose another)" : ""),
           { cause: err },
         ),

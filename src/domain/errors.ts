@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   INFERENCE: "MMSSR_INFERENCE",
   /** A partition lock of a shared output location stayed held past its wait limit. */
   LOCK_TIMEOUT: "MMSSR_LOCK_TIMEOUT",
+  /** The Kafka brokers cannot be reached (refused, unknown host, timed out): check --brokers. */
+  BROKER_UNREACHABLE: "MMSSR_BROKER_UNREACHABLE",
+  /** A port to listen on (metrics, admin API) is taken or not allowed. */
+  PORT_UNAVAILABLE: "MMSSR_PORT_UNAVAILABLE",
   /** A bug: an invariant of our own code does not hold. */
   INTERNAL: "MMSSR_INTERNAL",
 } as const;
@@ -55,7 +59,32 @@ const USER_ERROR_CODES: ReadonlySet<ErrorCode> = new Set([
   ERROR_CODES.BAD_OPTIONS,
   ERROR_CODES.INVALID_SAMPLE,
   ERROR_CODES.MODEL_INVALID,
+  ERROR_CODES.BROKER_UNREACHABLE,
+  ERROR_CODES.PORT_UNAVAILABLE,
 ]);
+
+const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|Connection timeout/;
+
+/**
+ * A client library's error in our shape where we can say what it means: kafkajs' "could not
+ * connect" errors (raw KafkaJSNonRetriableError after its retries) become BROKER_UNREACHABLE.
+ */
+export function explainError(err: unknown): unknown {
+  if (err instanceof MmssrError || !(err instanceof Error)) return err;
+  if (err.name.startsWith("KafkaJS")) {
+    const chain: string[] = [];
+    for (let e: unknown = err; e instanceof Error && chain.length < 5; e = (e as { cause?: unknown }).cause)
+      chain.push(e.message);
+    const text = chain.join(": ");
+    if (UNREACHABLE.test(text))
+      return new MmssrError(
+        ERROR_CODES.BROKER_UNREACHABLE,
+        `cannot reach the Kafka brokers (--brokers): ${chain[chain.length - 1]}; is the broker running and the address right?`,
+        { cause: err },
+      );
+  }
+  return err;
+}
 
 export function isUserError(err: unknown): err is MmssrError {
   return err instanceof MmssrError && USER_ERROR_CODES.has(err.code);

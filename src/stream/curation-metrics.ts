@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from "prom-client";
+import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import type { SelectionPolicy } from "../selection/selection-policy.js";
 
 /**
@@ -144,7 +145,15 @@ export async function serveMetrics(registry: Registry, port: number, host = "127
       .catch((err) => res.writeHead(500).end(String(err)));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new MmssrError(
+          ERROR_CODES.PORT_UNAVAILABLE,
+          `--metrics-port: cannot listen on ${host}:${port} (${err.code === "EADDRINUSE" ? "in use by another process" : err.message})`,
+          { cause: err },
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   return server;

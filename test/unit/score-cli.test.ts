@@ -170,7 +170,9 @@ describe("mmssr score", () => {
     // every record rejected: nothing to train on, so the run fails (exit 2) and says where the reasons are
     expect(r.code, r.stderr).toBe(2);
     expect(r.stdout).toMatch(/scored 0 samples/);
-    expect(r.stderr).toMatch(/all 20 records of .* were rejected \(reasons in .*strict\.jsonl\.rejected\.jsonl\)/);
+    expect(r.stderr).toMatch(
+      /all 20 records of .* were rejected \(reasons in .*strict\.jsonl\.rejected\.jsonl\)/,
+    );
     const rejects = await lines(`${out}.rejected.jsonl`);
     expect(rejects).toHaveLength(20);
     expect(String(rejects[0].reason)).toMatch(/image-missing/);

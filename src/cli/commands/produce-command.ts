@@ -3,6 +3,7 @@ import { countSampleRecords, readSampleRecords } from "../../../connectors/files
 import {
   createKafka,
   ensureTopics,
+  FIRST_CONTACT_RETRY,
   parseBrokers,
   securityFromEnv,
 } from "../../../connectors/kafka/kafka-client.js";
@@ -14,6 +15,7 @@ interface ProduceFlags {
   in: string;
   partitions: string;
   batch: string;
+  createTopic?: boolean;
 }
 
 /**
@@ -28,7 +30,8 @@ export function registerProduceCommand(program: Command): void {
     .requiredOption("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
     .requiredOption("--topic <name>", "topic to write (created if missing)")
     .requiredOption("--in <file>", "samples: .jsonl, .json (LLaVA array) or .parquet")
-    .option("--partitions <n>", "partitions when the topic is created", "3")
+    .option("--create-topic", "create the topic when it does not exist (else a missing topic is an error)")
+    .option("--partitions <n>", "partitions when the topic is created (--create-topic)", "3")
     .option("--batch <n>", "messages per send", "500")
     .action(async (flags: ProduceFlags) => {
       const brokers = parseBrokers(flags.brokers);
@@ -37,10 +40,23 @@ export function registerProduceCommand(program: Command): void {
       const batchSize = parseIntegerFlag("--batch", flags.batch, 1);
       const total = await countSampleRecords(flags.in);
       const kafka = createKafka({ brokers, clientId: "mmssr-produce", ...securityFromEnv() });
-      const admin = kafka.admin();
+      const admin = createKafka({
+        brokers,
+        clientId: "mmssr-produce",
+        retry: FIRST_CONTACT_RETRY,
+        ...securityFromEnv(),
+      }).admin();
       await admin.connect();
       try {
-        await ensureTopics(admin, [{ topic: flags.topic, numPartitions: partitions }]);
+        // A mistyped topic must not be created silently: only with --create-topic.
+        if (flags.createTopic) {
+          const created = await ensureTopics(admin, [{ topic: flags.topic, numPartitions: partitions }]);
+          if (created.length > 0)
+            process.stderr.write(`mmssr produce: created topic ${flags.topic} (${partitions} partitions)\n`);
+        } else if (!(await admin.listTopics()).includes(flags.topic))
+          throw usageError(
+            `--topic: ${flags.topic} does not exist on ${brokers.join(",")} (give --create-topic to create it)`,
+          );
       } finally {
         await admin.disconnect();
       }
