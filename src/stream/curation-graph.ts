@@ -15,9 +15,15 @@ import { groupLag } from "./group-lag.js";
 import { scoreWindows } from "./operators/score-windows.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
 import { writeDecisions } from "./operators/write-decisions.js";
-import { type ParsedRecord, type ParseRecordOptions, parseRawRecord } from "./parse-record.js";
+import {
+  DEAD_LETTER_CODES,
+  type ParsedRecord,
+  type ParseRecordOptions,
+  parseRawRecord,
+} from "./parse-record.js";
 import type { PartitionOwner } from "./partition-owner.js";
 import type { CurationSink, DeadLetterSink, Source } from "./ports.js";
+import { RecentIds } from "./recent-ids.js";
 import type { DeadLetter, Decision, SampleRecord, ScoredRecord } from "./stream-types.js";
 
 /**
@@ -54,6 +60,11 @@ export interface CurationGraphOptions {
    * every partition of the source committed to its end, or owned here and read to its end.
    */
   idleMs?: number;
+  /**
+   * A repeated sample id is decided once: later messages with an id among the last this many
+   * are dead-lettered as duplicate-id (default 200,000; 0: no check)
+   */
+  recentIds?: number;
   /** aborting ends the run the same way (drain, publish, commit) */
   signal?: AbortSignal;
   /** kept up to date while it runs, for a status endpoint */
@@ -95,6 +106,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     skippedPublished: 0,
     droppedStale: 0,
   };
+  const recentIds = new RecentIds(options.recentIds ?? 200_000);
   let lastArrival = Date.now();
   let paused = false;
   let lastCommitted = "";
@@ -191,7 +203,27 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       }
       return verdict === "track";
     }),
-    map((raw): ParsedRecord => parseRawRecord(raw, options.parse)),
+    map((raw): ParsedRecord => {
+      const parsed = parseRawRecord(raw, options.parse);
+      if (!parsed.ok) return parsed;
+      const { origin } = parsed.record;
+      const first = recentIds.repeatOf(
+        parsed.record.sample.id,
+        `${origin.topic}:${origin.partition}:${origin.offset}`,
+      );
+      if (first === undefined) return parsed;
+      return {
+        ok: false,
+        deadLetter: {
+          origin,
+          key: raw.key,
+          value: raw.value,
+          code: DEAD_LETTER_CODES.DUPLICATE_ID,
+          reason: `sample id ${JSON.stringify(parsed.record.sample.id)} was already decided from ${first}: a stream decides an id once`,
+          generation: raw.generation,
+        },
+      };
+    }),
     share(),
   );
 

@@ -7,6 +7,8 @@ export const DEAD_LETTER_CODES = {
   TOO_LARGE: "too-large",
   INVALID_JSON: "invalid-json",
   INVALID_SAMPLE: "invalid-sample",
+  /** a sample whose id an earlier message of the stream already carried (recent-ids.ts) */
+  DUPLICATE_ID: "duplicate-id",
 } as const;
 
 export interface ParseRecordOptions {

@@ -125,3 +125,46 @@ describe("metrics", () => {
     }
   });
 });
+
+describe("a repeated sample id", () => {
+  it("is decided once: later messages with the id are dead-lettered as duplicate-id, naming the first", async () => {
+    const path = join(dir, "dups.jsonl");
+    const samples = syntheticSamples(300, 9);
+    const lines = samples.map((s) => JSON.stringify(s));
+    // two later messages carry the id of the first sample (same content: sent twice), one another's
+    lines.push(
+      JSON.stringify(samples[0]),
+      JSON.stringify({ ...samples[5], conversations: samples[6].conversations }),
+    );
+    await writeFile(path, `${lines.join("\n")}\n`);
+    const out = join(dir, "dups");
+    const stats = await runCurate({
+      source: { kind: "file", path },
+      out,
+      policy: { ratio: 0.9 },
+      windowSize: 500,
+      windowMs: 10_000,
+      log: () => {},
+    });
+    expect(stats.scored).toBe(300);
+    expect(stats.deadLettered).toBe(2);
+    const letters = (await readFile(join(out, "dead-letters.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(letters.map((l) => [l.code, l.origin.offset])).toEqual([
+      ["duplicate-id", "300"],
+      ["duplicate-id", "301"],
+    ]);
+    expect(letters[0].reason).toMatch(/was already decided from .*:0:0: a stream decides an id once/);
+    // and the selected output has every id once
+    const { readScoredPoolParquet: read } = await import("../../connectors/parquet/scored-pool-parquet.js");
+    const { readdir } = await import("node:fs/promises");
+    const ids: string[] = [];
+    for (const f of await readdir(join(out, "selected"))) {
+      const pool = await read(join(out, "selected", f));
+      for (let i = 0; i < pool.size; i++) ids.push(pool.ids[i]);
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
