@@ -92,6 +92,8 @@ export interface CurateRun {
   registry?: Registry;
   /** ends the run as --until-idle does: drain, publish, commit */
   signal?: AbortSignal;
+  /** log a progress line (read, decided, selected, lag, rate) this often, ms (default: never) */
+  progressMs?: number;
   /** called once the admin API listens (its URL), e.g. to print it */
   onAdmin?: (url: string) => void;
   log?: (line: string) => void;
@@ -109,6 +111,7 @@ export interface CurateSummary extends CurationStats {
   lag?: { partition: string; committed?: string; end: string; lag: string }[];
   /** the policy in force at the end */
   policy: SelectionPolicy;
+  mode: "window" | "continuous";
 }
 
 /** Builds a curator from `run` and runs it until the source ends (idle and caught up, or aborted). */
@@ -208,6 +211,10 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     closers.push(() => scorer.close());
     live.scorer = scorer;
     log(`instance ${output.instanceId} writing to ${run.out}`);
+    if (run.progressMs !== undefined && run.progressMs > 0) {
+      const progress = startProgress(live, source, run.progressMs, log);
+      closers.push(async () => clearInterval(progress));
+    }
 
     const stats = await runCurationGraph({
       metrics,
@@ -246,10 +253,45 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       givenUp: owner.stats.givenUp + s.givenUpRows,
       lag,
       policy: control.policy,
+      mode,
     };
   } finally {
     await closeAll();
   }
+}
+
+/** A line every `everyMs`: what was read, decided, selected and dead-lettered, the lag, the rate. */
+function startProgress(
+  live: CurationLive,
+  source: Source,
+  everyMs: number,
+  log: (line: string) => void,
+): NodeJS.Timeout {
+  let lastRead = 0;
+  let lastAt = Date.now();
+  let running = false;
+  const timer = setInterval(() => {
+    const s = live.stats;
+    if (!s || running) return;
+    running = true;
+    groupLag(source)
+      .catch(() => undefined)
+      .then((lags) => {
+        const now = Date.now();
+        const rate = ((s.read - lastRead) * 1000) / Math.max(now - lastAt, 1);
+        lastRead = s.read;
+        lastAt = now;
+        const lag = lags ? `, lag ${lags.reduce((a, l) => a + l.lag, 0n)}` : "";
+        log(
+          `progress: read ${s.read}, scored ${s.scored}, selected ${s.selected}, dead-lettered ${s.deadLettered}${lag}, ${rate.toFixed(0)} msg/s`,
+        );
+      })
+      .finally(() => {
+        running = false;
+      });
+  }, everyMs);
+  timer.unref();
+  return timer;
 }
 
 /** Source, dead letters, output topic and policy store of `run`, each registered to be closed. */

@@ -1,7 +1,11 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/errors.js";
+import { packageRoot } from "../util/package-root.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
+import { registerExportCommand } from "./commands/export-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
 import { registerPolicyCommand } from "./commands/policy-command.js";
@@ -17,6 +21,7 @@ export const EXIT_USAGE = 2;
 export function buildProgram(): Command {
   const program = new Command("mmssr")
     .description("Streaming multi-modal data curation with mmSSR (Cream of the Crop, arXiv 2503.13383)")
+    .version(packageVersion(), "-V, --version", "print the version of mmssr")
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)")
     // commander's own parse errors in the same shape as ours
@@ -32,6 +37,7 @@ export function buildProgram(): Command {
   registerCurateCommand(program);
   registerGenPoolCommand(program);
   registerPolicyCommand(program);
+  registerExportCommand(program);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const cmd of all(program.commands))
     cmd.exitOverride().configureOutput({
@@ -39,6 +45,12 @@ export function buildProgram(): Command {
         write(`mmssr: error [${ERROR_CODES.USAGE}]: ${text.replace(/^error: /, "")}`),
     });
   return program;
+}
+
+/** The version in package.json (the one `npm ci` installed). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string })
+    .version;
 }
 
 let pipesGuarded = false;

@@ -204,7 +204,8 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
               msg.provider === "cuda"
                 ? `CUDA execution provider failed to load: ${msg.message}. ` +
                     "Install an onnxruntime-node build with CUDA and its CUDA/cuDNN libraries, " +
-                    'or set executionProvider "cpu" or onCudaUnavailable "fallback-cpu".'
+                    'or run on the CPU (flag --ep cpu; option executionProvider "cpu") or fall back to it ' +
+                    '(flag --cuda-fallback; option onCudaUnavailable "fallback-cpu").'
                 : `cannot create ONNX Runtime session (${msg.provider}): ${msg.message}`,
             ),
           );

@@ -89,6 +89,8 @@ export interface CurationStats {
 export interface CurationLive {
   /** valid records in the window that is filling (not yet scored) */
   windowFill: number;
+  /** the run's counters so far (set by the graph when it starts) */
+  stats?: Readonly<CurationStats>;
 }
 
 export async function runCurationGraph(options: CurationGraphOptions): Promise<CurationStats> {
@@ -106,6 +108,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     skippedPublished: 0,
     droppedStale: 0,
   };
+  if (options.live) options.live.stats = stats;
   const recentIds = new RecentIds(options.recentIds ?? 200_000);
   let lastArrival = Date.now();
   let paused = false;

@@ -30,6 +30,7 @@ interface CurateFlags {
   adminInsecure?: boolean;
   rotateRows: string;
   rotateMs: string;
+  progressEvery: string;
   [policyFlag: string]: unknown;
 }
 
@@ -81,6 +82,11 @@ export function registerCurateCommand(program: Command): void {
       "bearer token of the admin API (else MMSSR_ADMIN_TOKEN); required unless --admin-insecure",
     )
     .option("--admin-insecure", "admin API without a token (only on a loopback --admin-host)")
+    .option(
+      "--progress-every <seconds>",
+      "print a progress line (read, scored, selected, dead-lettered, lag, rate) this often; 0: never",
+      "10",
+    )
     .option("--rotate-rows <n>", "publish a partition's files at this many rows", "100000")
     .option("--rotate-ms <ms>", "... or this long after their oldest row (publish latency)", "60000")
     .action(async (flags: CurateFlags) => {
@@ -150,6 +156,7 @@ export function registerCurateCommand(program: Command): void {
         rotateRows: parseIntegerFlag("--rotate-rows", flags.rotateRows, 1),
         rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
         admin,
+        progressMs: parseNumberFlag("--progress-every", flags.progressEvery) * 1000,
       });
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
@@ -174,7 +181,7 @@ async function adminToken(file: string | undefined): Promise<string | undefined>
 
 export function formatCurateStats(s: CurateSummary): string {
   const lines = [
-    `read ${s.read} records: ${s.scored} scored with ${s.modelId} in ${s.windows} window(s), ` +
+    `read ${s.read} records: ${s.scored} scored with ${s.modelId} in ${s.windows} ${s.mode === "continuous" ? "scoring batch(es)" : "window(s)"}, ` +
       `${s.selected} selected, ${s.deadLettered} dead-lettered; ${s.commits} commit(s)`,
     `decided: published ${s.published.scored} scored / ${s.published.selected} selected row(s) in ${s.published.files} file(s); ` +
       `${s.skippedPublished} read again and already published; ${s.givenUp} given up to other owners`,
