@@ -4,7 +4,7 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 
 /** The real path a path names or would name (links resolved as far as they exist). */
@@ -37,6 +37,20 @@ export function refuseOutputOverInput(
         `${flag}: ${path} is the same file as ${hit.flag} ${hit.p}: refusing to overwrite an input (nothing was changed)`,
       );
   }
+}
+
+/** Throws MmssrError(USAGE) when an output lies inside an input folder (a later read would take it in). */
+export function refuseOutputInsideInput(
+  outputs: readonly (readonly [string, string | undefined])[],
+  input: readonly [string, string],
+): void {
+  const root = canonicalPath(input[1]) + sep;
+  for (const [flag, path] of outputs)
+    if (path !== undefined && canonicalPath(path).startsWith(root))
+      throw new MmssrError(
+        ERROR_CODES.USAGE,
+        `${flag}: ${path} is inside ${input[0]} ${input[1]}: write it elsewhere (it would be read as part of the input)`,
+      );
 }
 
 /**

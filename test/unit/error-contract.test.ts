@@ -56,7 +56,7 @@ describe("bad inputs: exit 2 with the path", () => {
       "0.3",
     ]);
     expect(folder.code).toBe(2);
-    expect(folder.stderr).toMatch(/dir\.parquet is a folder: give a file/);
+    expect(folder.stderr).toMatch(/dir\.parquet is a folder without scored-pool files/);
     const bytes = await readFile(join(dir, "pool.parquet"));
     await writeFile(join(dir, "cut.parquet"), bytes.subarray(0, Math.floor(bytes.length / 2)));
     const cut = await runCli([

@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { poolFormatOf, readScoredPool, writeScoredPool } from "../../../connectors/scored-pool-io.js";
 import { MmssrError } from "../../domain/errors.js";
@@ -7,7 +8,7 @@ import { selectMmssr } from "../../selection/select-mmssr.js";
 import type { SelectOptions } from "../../selection/select-options.js";
 import { summarizeSelection } from "../../selection/selection-summary.js";
 import { writeFileAtomic } from "../../util/atomic-file.js";
-import { refuseOutputOverInput } from "../../util/safe-paths.js";
+import { refuseOutputInsideInput, refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseNumberFlag, parseWeightsFlag, usageError } from "../cli-errors.js";
 import { formatSummary } from "../format-summary.js";
 
@@ -69,7 +70,10 @@ export function registerSelectCommand(program: Command): void {
   program
     .command("select")
     .description("select the best and most diverse share of a scored pool (offline mmSSR, exact)")
-    .requiredOption("--scores <file>", "scored pool: .jsonl or .parquet in the interchange format")
+    .requiredOption(
+      "--scores <path>",
+      "scored pool: .jsonl or .parquet in the interchange format, or a folder of them (a curate output: its published scored files)",
+    )
     .requiredOption(
       "--out <file>",
       "selected rows (+ picked_by, bucket); format by extension: .jsonl or .parquet",
@@ -94,7 +98,19 @@ export function registerSelectCommand(program: Command): void {
         ],
         [["--scores", flags.scores]],
       );
-      poolFormatOf(flags.scores);
+      const folder = await stat(flags.scores).then(
+        (st) => st.isDirectory(),
+        () => false,
+      );
+      if (folder)
+        refuseOutputInsideInput(
+          [
+            ["--out", flags.out],
+            ["--summary-json", flags.summaryJson],
+          ],
+          ["--scores", flags.scores],
+        );
+      else poolFormatOf(flags.scores);
       poolFormatOf(flags.out);
       await runSelect({ scores: flags.scores, out: flags.out, summaryJson: flags.summaryJson, ...options });
     });
