@@ -1,11 +1,12 @@
 import { hostname } from "node:os";
-import type { Consumer, Producer } from "kafkajs";
+import type { Producer } from "kafkajs";
 import { Subject } from "rxjs";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import type { SelectionPolicy } from "../../src/selection/selection-policy.js";
 import { decodePolicyRecord } from "../../src/stream/policy-record.js";
 import type { PolicyOrigin, PolicyRecord, PolicyStore } from "../../src/stream/ports.js";
 import { createKafka, ensureTopics, type KafkaConnectionOptions } from "./kafka-client.js";
+import { type TopicTail, tailTopic } from "./topic-tail.js";
 
 export interface ControlTopicOptions extends KafkaConnectionOptions {
   /** the control topic (default of the CLI: `<topic>.control`) */
@@ -40,7 +41,7 @@ export async function createControlTopicStore(options: ControlTopicOptions): Pro
   const kafka = createKafka({ ...options, clientId: options.clientId ?? "mmssr-control" });
   const admin = kafka.admin();
   await admin.connect();
-  let consumer: Consumer | undefined;
+  let tail: TopicTail | undefined;
   let producer: Producer | undefined;
   const readerGroup = `mmssr-control-${options.reader ?? `${hostname()}-${process.pid}-${Date.now().toString(36)}`}`;
   try {
@@ -62,7 +63,6 @@ export async function createControlTopicStore(options: ControlTopicOptions): Pro
     throw err;
   }
   const changes = new Subject<PolicyRecord>();
-  let caughtUp = false;
   let latest: PolicyRecord | undefined;
 
   const decode = (value: Buffer | null, offset: string, timestamp: string): PolicyRecord | undefined => {
@@ -82,63 +82,20 @@ export async function createControlTopicStore(options: ControlTopicOptions): Pro
   const store: PolicyStore = {
     where,
     async latest() {
-      const ends = new Map(
-        (await admin.fetchTopicOffsets(topic)).map((p) => [
-          p.partition,
-          { low: BigInt(p.low), high: BigInt(p.high) },
-        ]),
-      );
-      const behind = new Set([...ends].filter(([, e]) => e.high > e.low).map(([p]) => p));
-      consumer = kafka.consumer({ groupId: readerGroup, allowAutoTopicCreation: false });
-      await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: true });
-      let resolveCaughtUp: () => void = () => {};
-      const reached = new Promise<void>((resolve) => {
-        resolveCaughtUp = resolve;
-      });
-      if (behind.size === 0) {
-        caughtUp = true;
-        resolveCaughtUp();
-      }
-      await consumer.run({
-        autoCommit: false,
-        eachBatch: async ({ batch, heartbeat }) => {
-          for (const m of batch.messages) {
-            if (m.key?.toString("utf8") !== group) continue;
-            const record = decode(m.value, m.offset, m.timestamp);
-            if (!record) continue;
-            if (caughtUp) changes.next(record);
-            else latest = record;
-          }
-          const end = ends.get(batch.partition);
-          if (!caughtUp && end && BigInt(batch.lastOffset()) + 1n >= end.high) {
-            behind.delete(batch.partition);
-            if (behind.size === 0) {
-              caughtUp = true;
-              resolveCaughtUp();
-            }
-          }
-          await heartbeat();
+      tail = await tailTopic(kafka, admin, {
+        topic,
+        groupId: readerGroup,
+        timeoutMs: options.timeoutMs,
+        what: where,
+        onMessage: (m, _partition, caughtUp) => {
+          if (m.key?.toString("utf8") !== group) return;
+          const record = decode(m.value, m.offset, m.timestamp);
+          if (!record) return;
+          if (caughtUp) changes.next(record);
+          else latest = record;
         },
       });
-      const timeoutMs = options.timeoutMs ?? 60_000;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        reached,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new MmssrError(
-                  ERROR_CODES.IO,
-                  `${where}: could not read it to its end within ${timeoutMs / 1000} s`,
-                  { retriable: true },
-                ),
-              ),
-            timeoutMs,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+      await tail.caughtUp;
       return latest;
     },
     changes$: changes.asObservable(),
@@ -163,9 +120,8 @@ export async function createControlTopicStore(options: ControlTopicOptions): Pro
     },
     async close() {
       changes.complete();
-      await consumer?.disconnect().catch(() => {});
+      await tail?.stop();
       await producer?.disconnect().catch(() => {});
-      await admin.deleteGroups([readerGroup]).catch(() => {});
       await admin.disconnect().catch(() => {});
     },
   };
