@@ -5,6 +5,7 @@ import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/er
 import { packageRoot } from "../util/package-root.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
+import { registerDlqCommand } from "./commands/dlq-command.js";
 import { registerExportCommand } from "./commands/export-command.js";
 import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerCurateCommand(program);
   registerGenPoolCommand(program);
   registerPolicyCommand(program);
+  registerDlqCommand(program);
   registerExportCommand(program);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const cmd of all(program.commands))

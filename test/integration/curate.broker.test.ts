@@ -111,5 +111,24 @@ describe("mmssr curate", () => {
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toMatch(/read 0 records/);
     expect((await readdir(join(out, "scored"))).length).toBeGreaterThan(0);
+
+    // mmssr dlq shows the dead letter: why, where it came from, its bytes
+    const dlq = await runCli(["dlq", "--brokers", brokers().join(","), "--dlq-topic", dlqTopic]);
+    expect(dlq.code, dlq.stderr).toBe(0);
+    const letters = dlq.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({
+      code: "invalid-json",
+      origin: { topic },
+      value: "{broken",
+      valueEncoding: "utf8",
+    });
+    expect(dlq.stderr).toMatch(/1 dead letter\(s\) in .*: invalid-json 1/);
+    const none = await runCli(["dlq", "--brokers", brokers().join(","), "--topic", `${topic}-nope`]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/the dead-letter topic .*-nope\.dlq does not exist/);
   });
 });
