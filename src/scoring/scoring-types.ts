@@ -13,6 +13,7 @@ export type ScoreFlag =
   | "image-unreadable" // a file or URL that could not be read (I/O, HTTP status, timeout)
   | "image-corrupt" // bytes that do not decode as an image
   | "image-too-large" // over the byte or pixel limit
+  | "image-refused" // a reference the loader may not read: outside the image base, host not allowed, private address
   | "text-truncated"; // conversation text cut at the featurizer's limit
 
 export interface SampleScore {

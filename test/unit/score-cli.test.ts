@@ -47,6 +47,9 @@ describe("mmssr score", () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/scored 20 samples with mmssr-lite@1\.0\.0 on cpu/);
+    // every image is missing: still exit 0 (no --max-missing-images), but loud about it
+    expect(r.stdout).toMatch(/images: 20 of 20 could not be used \(image-missing 20\)/);
+    expect(r.stderr).toMatch(/mmssr score: WARNING: 20 of 20 images could not be used/);
     const rows = await lines(out);
     expect(rows).toHaveLength(20);
     for (const row of rows) {
@@ -82,6 +85,8 @@ describe("mmssr score", () => {
     expect(pool.ids.every((id) => id.startsWith("sha256:"))).toBe(true);
     const flags = [...pool.extras.values()].map((e) => String(e.flags));
     expect(flags.some((f) => f.includes("image"))).toBe(false);
+    expect(r.stdout).toMatch(/images: all 6 used/);
+    expect(r.stderr).not.toMatch(/WARNING/);
   });
 
   it("--image-source names the source of records that have none", async () => {

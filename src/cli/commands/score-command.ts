@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { type FileHandle, open, readFile, rm, truncate } from "node:fs/promises";
+import { type FileHandle, open, readFile, rm, stat, truncate } from "node:fs/promises";
 import { dirname, extname, join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
@@ -13,9 +13,14 @@ import { writeScoredPoolParquet } from "../../../connectors/parquet/scored-pool-
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { formatSampleErrors, type Sample, validateSample } from "../../domain/sample.js";
 import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
-import { createImageLoader } from "../../scoring/image-source.js";
+import {
+  createImageLoader,
+  IMAGE_FAILURE_FLAGS,
+  ImageHealth,
+  normalizeHostPattern,
+} from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
-import type { SampleScore, ScoreFlag } from "../../scoring/scoring-types.js";
+import type { SampleScore } from "../../scoring/scoring-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
@@ -37,15 +42,11 @@ interface ScoreFlags {
   missingId: string;
   maxRejectShare?: string;
   imageSource?: string;
+  allowImageHosts?: string;
+  allowPrivateImageHosts?: boolean;
+  allowImagesOutsideBase?: boolean;
+  maxMissingImages?: string;
 }
-
-/** Image flags that mean "the sample named an image we could not use" (not "it named none"). */
-const IMAGE_FAILURES: ReadonlySet<ScoreFlag> = new Set([
-  "image-missing",
-  "image-unreadable",
-  "image-corrupt",
-  "image-too-large",
-]);
 
 export function registerScoreCommand(program: Command): void {
   program
@@ -66,6 +67,22 @@ export function registerScoreCommand(program: Command): void {
     .option(
       "--image-base <dir>",
       "relative image paths resolve against this folder (default: the input file's folder)",
+    )
+    .option(
+      "--allow-images-outside-base",
+      "read local image paths that resolve outside --image-base too (trusted inputs only)",
+    )
+    .option(
+      "--allow-image-hosts <list>",
+      'fetch http(s) images from these hosts: comma list of names, "*.example.com" or "*" (default: no URL is fetched)',
+    )
+    .option(
+      "--allow-private-image-hosts",
+      "fetch images from loopback, link-local and private addresses too (default: refused)",
+    )
+    .option(
+      "--max-missing-images <share>",
+      "fail (exit 2, after writing the output) when more than this share (0..1) of the samples naming an image could not use it",
     )
     .option(
       "--bad-image <policy>",
@@ -143,6 +160,13 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       : parseNumberFlag("--max-reject-share", flags.maxRejectShare);
   if (maxRejectShare !== undefined && !(maxRejectShare >= 0 && maxRejectShare <= 1))
     throw usageError(`--max-reject-share: expected a share in 0..1, got ${flags.maxRejectShare}`);
+  const maxMissingImages =
+    flags.maxMissingImages === undefined
+      ? undefined
+      : parseNumberFlag("--max-missing-images", flags.maxMissingImages);
+  if (maxMissingImages !== undefined && !(maxMissingImages >= 0 && maxMissingImages <= 1))
+    throw usageError(`--max-missing-images: expected a share in 0..1, got ${flags.maxMissingImages}`);
+  const allowHosts = parseHostList(flags.allowImageHosts);
   sampleFormatOf(flags.in);
   // the output, its resume file and the rejects file are all written: none may be the input
   refuseOutputOverInput(
@@ -157,9 +181,17 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
   if (outExt !== ".jsonl" && outExt !== ".parquet")
     throw usageError(`--out: unknown extension ${JSON.stringify(outExt)}; use .jsonl or .parquet`);
 
+  if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
+  const imageBase = resolve(flags.imageBase ?? dirname(resolve(flags.in)));
+
   const total = await countSampleRecords(flags.in);
   const imageLoader = flags.images
-    ? createImageLoader({ baseDir: flags.imageBase ?? dirname(resolve(flags.in)) })
+    ? createImageLoader({
+        baseDir: imageBase,
+        allowLocalOutsideBase: flags.allowImagesOutsideBase === true,
+        allowHosts,
+        allowPrivateAddresses: flags.allowPrivateImageHosts === true,
+      })
     : undefined;
   const scorer = await createOnnxScorer({
     modelDir: flags.model ?? join(packageRoot(), "models", "mmssr-lite"),
@@ -179,6 +211,13 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
   let rejects: FileHandle | undefined;
   const counts = { scored: 0, resumed: 0, rejected: 0 };
   const flagCounts = new Map<string, number>();
+  // a run that scores most samples text-only because their images are missing must say so
+  const imageHealth = new ImageHealth();
+  const warnImages = (final: boolean): void => {
+    if (!imageHealth.warningDue(final)) return;
+    if (bar !== undefined && process.stderr.isTTY) process.stderr.write("\n");
+    process.stderr.write(imageHealth.warning("mmssr score", imageBase));
+  };
   const bar = flags.progress
     ? new SingleBar({
         format: "scoring [{bar}] {value}/{total} | {rate}/s | ETA {eta_formatted}",
@@ -214,7 +253,8 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       for (let k = 0; k < batchItems.length; k++) {
         const r = results[k];
         for (const f of r.flags) flagCounts.set(f, (flagCounts.get(f) ?? 0) + 1);
-        const failed = r.flags.find((f) => IMAGE_FAILURES.has(f));
+        imageHealth.record(r.flags);
+        const failed = r.flags.find((f) => IMAGE_FAILURE_FLAGS.has(f));
         if (failed && flags.badImage === "reject") {
           await reject(batchItems[k].where, `image unusable (${failed})`, batchItems[k].sample);
           continue;
@@ -224,6 +264,7 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       }
       await out?.appendFile(text);
       tick(batchItems.length);
+      warnImages(false);
     };
     for await (const rec of readSampleRecords(flags.in)) {
       if ("error" in rec) {
@@ -261,6 +302,7 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
     }
     await flush();
     await out.sync();
+    warnImages(true);
   } finally {
     bar?.stop();
     await out?.close();
@@ -279,7 +321,8 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
   process.stdout.write(
     `scored ${counts.scored} samples with ${scorer.id} on ${scorer.provider} in ${secs.toFixed(1)} s ` +
       `(${(counts.scored / Math.max(secs, 1e-3)).toFixed(0)}/s); already in the output: ${counts.resumed}; ` +
-      `rejected: ${counts.rejected}${counts.rejected > 0 ? ` (see ${rejectsPath})` : ""}\nflags: ${flagText}\n-> ${flags.out}\n`,
+      `rejected: ${counts.rejected}${counts.rejected > 0 ? ` (see ${rejectsPath})` : ""}\nflags: ${flagText}\n` +
+      `${imageHealth.summary()}\n-> ${flags.out}\n`,
   );
   // A run that made nothing of a non-empty input, or rejected more than the pipeline allows,
   // must not look like success to the next step.
@@ -294,6 +337,48 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       ERROR_CODES.BAD_ROW,
       `${counts.rejected} of ${read} records of ${flags.in} were rejected (${((100 * counts.rejected) / read).toFixed(1)}%), more than --max-reject-share ${maxRejectShare} (reasons in ${rejectsPath})`,
     );
+  if (maxMissingImages !== undefined && imageHealth.exceeds(maxMissingImages))
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      `${imageHealth.failed} of ${imageHealth.named} samples naming an image (${(100 * imageHealth.share).toFixed(1)}%) could not use it (${imageHealth.breakdown()}), more than --max-missing-images ${maxMissingImages}; check --image-base (relative paths resolve against ${imageBase})`,
+    );
+}
+
+/**
+ * --image-base must name an existing folder: a typo must not score everything text-only.
+ * Exported for `mmssr curate`, which takes the same flag.
+ */
+export async function checkImageBase(dir: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw usageError(`--image-base: ${dir} does not exist`);
+    throw usageError(`--image-base: cannot read ${dir} (${String(code ?? err)})`);
+  }
+  if (!isDir) throw usageError(`--image-base: ${dir} is not a folder`);
+}
+
+/**
+ * "--allow-image-hosts a.example.com,*.cdn.example.org" -> normalized patterns (none: []), a
+ * usage error naming the flag for a bad entry. Exported for `mmssr curate`.
+ */
+export function parseHostList(raw: string | undefined): string[] {
+  if (raw === undefined) return [];
+  const list = raw
+    .split(",")
+    .map((h) => h.trim())
+    .filter((h) => h !== "");
+  if (list.length === 0)
+    throw usageError(`--allow-image-hosts: expected a comma list of hosts, got ${JSON.stringify(raw)}`);
+  return list.map((h) => {
+    try {
+      return normalizeHostPattern(h);
+    } catch (err) {
+      throw usageError(`--allow-image-hosts: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
