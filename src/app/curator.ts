@@ -28,8 +28,9 @@ import { type AdminServer, startAdminServer } from "../control/admin-server.js";
 import type { AdminBackend } from "../control/admin-types.js";
 import { PolicyControl } from "../control/policy-control.js";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
-import { createImageLoader } from "../scoring/image-source.js";
+import { createImageLoader, ImageHealth } from "../scoring/image-source.js";
 import { createOnnxScorer, type OnnxScorer } from "../scoring/onnx-scorer.js";
+import type { Scorer } from "../scoring/scoring-types.js";
 import {
   type PolicyProblem,
   policyOrThrow,
@@ -81,6 +82,12 @@ export interface CurateRun {
   workers?: number;
   idleMs?: number;
   imageBase?: string;
+  /**
+   * Which image references of (untrusted) messages are followed: local paths only inside
+   * imageBase unless allowOutsideBase; URLs only from allowHosts and never private addresses
+   * unless allowPrivateAddresses (src/scoring/image-source.ts).
+   */
+  images?: { allowOutsideBase?: boolean; allowHosts?: string[]; allowPrivateAddresses?: boolean };
   rotateRows?: number;
   rotateMs?: number;
   /** serve Prometheus metrics on this port (127.0.0.1 unless metricsHost) */
@@ -112,6 +119,8 @@ export interface CurateSummary extends CurationStats {
   /** the policy in force at the end */
   policy: SelectionPolicy;
   mode: "window" | "continuous";
+  /** samples that named an image, how many of those images could not be used, and a line saying so */
+  images: { named: number; failed: number; summary: string };
 }
 
 /** Builds a curator from `run` and runs it until the source ends (idle and caught up, or aborted). */
@@ -200,7 +209,13 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     });
     const fileSink = sink;
     closers.push(() => fileSink.close());
-    const imageLoader = createImageLoader({ baseDir: run.imageBase ?? process.cwd() });
+    const imageBase = run.imageBase ?? process.cwd();
+    const imageLoader = createImageLoader({
+      baseDir: imageBase,
+      allowLocalOutsideBase: run.images?.allowOutsideBase,
+      allowHosts: run.images?.allowHosts,
+      allowPrivateAddresses: run.images?.allowPrivateAddresses,
+    });
     closers.push(() => imageLoader.close());
     const scorer = await createOnnxScorer({
       modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
@@ -210,6 +225,18 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     });
     closers.push(() => scorer.close());
     live.scorer = scorer;
+    // Images that cannot be used change the scores: say so loudly, once, and count them.
+    const images = new ImageHealth();
+    const observed: Scorer = {
+      id: scorer.id,
+      async score(samples) {
+        const results = await scorer.score(samples);
+        for (const r of results) images.record(r.flags);
+        if (images.warningDue()) log(images.warning("mmssr curate", imageBase).trimEnd());
+        return results;
+      },
+      close: () => scorer.close(),
+    };
     log(`instance ${output.instanceId} writing to ${run.out}`);
     if (run.progressMs !== undefined && run.progressMs > 0) {
       const progress = startProgress(live, source, run.progressMs, log);
@@ -219,7 +246,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     const stats = await runCurationGraph({
       metrics,
       source,
-      scorer,
+      scorer: observed,
       sink,
       owner,
       deadLetters,
@@ -240,6 +267,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       lag: l.lag.toString(),
     }));
     const s = sink.stats();
+    if (images.warningDue(true)) log(images.warning("mmssr curate", imageBase).trimEnd());
     return {
       ...stats,
       out: run.out,
@@ -254,6 +282,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       lag,
       policy: control.policy,
       mode,
+      images: { named: images.named, failed: images.failed, summary: images.summary() },
     };
   } finally {
     await closeAll();

@@ -2,15 +2,19 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
-import { type CurateSummary, runCurate } from "../../app/curator.js";
+import { type CurateRun, type CurateSummary, runCurate } from "../../app/curator.js";
 import { isLoopbackHost } from "../../control/admin-server.js";
+import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
+import { checkImageBase, parseHostList } from "./score-command.js";
 
 interface CurateFlags {
-  brokers: string;
-  topic: string;
-  group: string;
+  brokers?: string;
+  topic?: string;
+  group?: string;
+  in?: string;
+  policyFile?: string;
   out: string;
   mode: string;
   windowSize: string;
@@ -22,6 +26,10 @@ interface CurateFlags {
   outputTopic?: string;
   controlTopic?: string;
   imageBase?: string;
+  allowImagesOutsideBase?: boolean;
+  allowImageHosts?: string;
+  allowPrivateImageHosts?: boolean;
+  maxMissingImages?: string;
   metricsPort?: string;
   metricsHost?: string;
   adminPort?: string;
@@ -37,10 +45,20 @@ interface CurateFlags {
 export function registerCurateCommand(program: Command): void {
   const command = program
     .command("curate")
-    .description("curate a Kafka topic: score, select the best and most diverse share, publish Parquet")
-    .requiredOption("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
-    .requiredOption("--topic <name>", "topic of incoming samples")
-    .requiredOption("--group <id>", "consumer group (instances of one group share the partitions)")
+    .description(
+      "curate a Kafka topic (or a samples file): score, select the best and most diverse share, publish Parquet",
+    )
+    .option("--brokers <list>", "bootstrap brokers, host:port[,host:port]")
+    .option("--topic <name>", "topic of incoming samples")
+    .option("--group <id>", "consumer group (instances of one group share the partitions)")
+    .option(
+      "--in <file>",
+      "instead of Kafka: a samples file (.jsonl, .json, .parquet), curated through the same graph (dead letters: DIR/dead-letters.jsonl)",
+    )
+    .option(
+      "--policy-file <file>",
+      "with --in: where the selection policy lives (mmssr policy set --policy-file changes it)",
+    )
     .requiredOption(
       "--out <dir>",
       "output (shareable by a fleet): DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifests/<instance>.jsonl",
@@ -62,7 +80,23 @@ export function registerCurateCommand(program: Command): void {
     )
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
     .option("--output-topic <name>", "also send selected samples to this topic (key = sample id)")
-    .option("--image-base <dir>", "relative image paths resolve against this folder")
+    .option(
+      "--image-base <dir>",
+      "images of messages are read only inside this folder (relative paths resolve against it; default: the current folder)",
+    )
+    .option(
+      "--allow-images-outside-base",
+      "also read local image paths outside --image-base (trusted producers only)",
+    )
+    .option(
+      "--allow-image-hosts <list>",
+      "fetch image URLs from these hosts (comma list; *.example.com; default: none)",
+    )
+    .option("--allow-private-image-hosts", "also fetch from loopback, link-local and private addresses")
+    .option(
+      "--max-missing-images <share>",
+      "exit 2 at the end when more than this share (0..1) of the samples naming an image could not use it",
+    )
     .option(
       "--metrics-port <port>",
       "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",
@@ -92,9 +126,16 @@ export function registerCurateCommand(program: Command): void {
     .action(async (flags: CurateFlags) => {
       if (flags.mode !== "window" && flags.mode !== "continuous")
         throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
-      const brokers = parseBrokers(flags.brokers);
-      if (brokers.length === 0) throw usageError("--brokers: no broker given");
+      const source = sourceOf(flags);
       const policy = policyFromFlags(flags);
+      if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
+      const allowHosts = parseHostList(flags.allowImageHosts);
+      const maxMissing =
+        flags.maxMissingImages === undefined
+          ? undefined
+          : parseNumberFlag("--max-missing-images", flags.maxMissingImages);
+      if (maxMissing !== undefined && !(maxMissing >= 0 && maxMissing <= 1))
+        throw usageError(`--max-missing-images: expected a share in 0..1, got ${flags.maxMissingImages}`);
       const admin =
         flags.adminPort === undefined
           ? undefined
@@ -124,15 +165,7 @@ export function registerCurateCommand(program: Command): void {
       process.on("SIGHUP", onSignal);
       const stats = await runCurate({
         signal: stop.signal,
-        source: {
-          kind: "kafka",
-          brokers,
-          topic: flags.topic,
-          group: flags.group,
-          dlqTopic: flags.dlqTopic,
-          outputTopic: flags.outputTopic,
-          controlTopic: flags.controlTopic,
-        },
+        source,
         out: flags.out,
         policy,
         givenPolicyFlags: givenPolicyFlags(flags),
@@ -144,6 +177,11 @@ export function registerCurateCommand(program: Command): void {
         idleMs:
           flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
         imageBase: flags.imageBase,
+        images: {
+          allowOutsideBase: flags.allowImagesOutsideBase === true,
+          allowHosts,
+          allowPrivateAddresses: flags.allowPrivateImageHosts === true,
+        },
         metricsPort:
           (flags.metricsPort ?? process.env.MMSSR_METRICS_PORT) === undefined
             ? undefined
@@ -162,7 +200,47 @@ export function registerCurateCommand(program: Command): void {
       process.removeListener("SIGINT", onSignal);
       process.removeListener("SIGHUP", onSignal);
       process.stdout.write(`${formatCurateStats(stats)}\n`);
+      if (
+        maxMissing !== undefined &&
+        stats.images.named > 0 &&
+        stats.images.failed / stats.images.named > maxMissing
+      )
+        throw new MmssrError(
+          ERROR_CODES.BAD_ROW,
+          `${stats.images.failed} of ${stats.images.named} images could not be used, more than --max-missing-images ${maxMissing} (${stats.images.summary})`,
+        );
     });
+}
+
+/** The source of the flags: a Kafka topic (--brokers, --topic, --group) or a file (--in). */
+function sourceOf(flags: CurateFlags): CurateRun["source"] {
+  const kafkaFlags = (["brokers", "topic", "group"] as const).filter((k) => flags[k] !== undefined);
+  if (flags.in !== undefined) {
+    if (kafkaFlags.length > 0)
+      throw usageError(`--in: a file source takes no ${kafkaFlags.map((k) => `--${k}`).join(", ")}`);
+    for (const [flag, v] of [
+      ["--dlq-topic", flags.dlqTopic],
+      ["--output-topic", flags.outputTopic],
+      ["--control-topic", flags.controlTopic],
+    ] as const)
+      if (v !== undefined) throw usageError(`${flag}: only for a Kafka source, not with --in`);
+    return { kind: "file", path: flags.in, policyFile: flags.policyFile };
+  }
+  if (kafkaFlags.length < 3)
+    throw usageError("give --brokers, --topic and --group (a Kafka topic), or --in (a samples file)");
+  if (flags.policyFile !== undefined)
+    throw usageError("--policy-file: only with --in (a Kafka group's policy lives on its control topic)");
+  const brokers = parseBrokers(flags.brokers as string);
+  if (brokers.length === 0) throw usageError("--brokers: no broker given");
+  return {
+    kind: "kafka",
+    brokers,
+    topic: flags.topic as string,
+    group: flags.group as string,
+    dlqTopic: flags.dlqTopic,
+    outputTopic: flags.outputTopic,
+    controlTopic: flags.controlTopic,
+  };
 }
 
 /** The admin API's token: --admin-token-file, else MMSSR_ADMIN_TOKEN, else none. */
@@ -186,6 +264,7 @@ export function formatCurateStats(s: CurateSummary): string {
     `decided: published ${s.published.scored} scored / ${s.published.selected} selected row(s) in ${s.published.files} file(s); ` +
       `${s.skippedPublished} read again and already published; ${s.givenUp} given up to other owners`,
   ];
+  lines.push(s.images.summary);
   if (s.lag)
     lines.push(
       `lag: ${s.lag.map((l) => `${l.partition}=${l.lag}`).join(" ")} (total ${s.lag.reduce((a, l) => a + BigInt(l.lag), 0n)})`,

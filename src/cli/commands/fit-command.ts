@@ -77,7 +77,12 @@ export function registerFitCommand(program: Command): void {
       const { rows, teacher } = await readLabelled(flags.labels);
       if (rows.length < 10)
         throw usageError(`--labels: ${rows.length} labelled samples; fit needs at least 10`);
-      const imageLoader = createImageLoader({ baseDir: dirname(resolve(flags.labels)), allowUrls: false });
+      // labelled data is the operator's own (trusted): its images may lie anywhere on disk
+      const imageLoader = createImageLoader({
+        baseDir: dirname(resolve(flags.labels)),
+        allowUrls: false,
+        allowLocalOutsideBase: true,
+      });
       const featurizer = createSampleFeaturizer(DEFAULT_FEATURE_SPEC, { imageLoader });
       const id = flags.id ?? basename(resolve(flags.out));
       const result = await fitModel(rows, featurizer, {

@@ -1,0 +1,152 @@
+/**
+ * `mmssr curate --in FILE`: the stream's graph over a samples file from the command line, and its
+ * image rules (untrusted messages: only images inside --image-base, loud about missing ones).
+ */
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { syntheticSamples } from "../../models/synthetic-samples.js";
+import { runCli } from "../support/run-cli.js";
+
+const FIXTURES = new URL("../fixtures/samples/", import.meta.url).pathname;
+let dir: string;
+let input: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "mmssr-curate-cli-"));
+  await mkdir(join(dir, "images"));
+  await copyFile(join(FIXTURES, "mllm_demo_data", "1.jpg"), join(dir, "images", "cat.jpg"));
+  await copyFile(join(FIXTURES, "mllm_demo_data", "1.jpg"), join(dir, "secret.jpg"));
+  const turns = [
+    { from: "human", value: "<image>\nWhat is shown?" },
+    { from: "gpt", value: "An animal." },
+  ];
+  const lines = [
+    // text-only samples (no image named)
+    ...syntheticSamples(60, 4).map((s) =>
+      JSON.stringify({
+        id: s.id,
+        conversations: s.conversations.map((t) => ({ ...t, value: t.value.replace("<image>\n", "") })),
+      }),
+    ),
+    ...Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify({ id: `in-${i}`, image: "cat.jpg", conversations: turns }),
+    ),
+    // references a message must not be allowed to follow
+    ...Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify({ id: `out-${i}`, image: "../secret.jpg", conversations: turns }),
+    ),
+  ];
+  input = join(dir, "in.jsonl");
+  await writeFile(input, `${lines.join("\n")}\n`);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("mmssr curate --in", () => {
+  it("curates a file through the graph; images outside --image-base are refused and counted", async () => {
+    const out = join(dir, "out");
+    const r = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      out,
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "images"),
+      "--progress-every",
+      "0",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/read 100 records: 100 scored/);
+    expect(r.stdout).toMatch(/images: 20 of 40 could not be used \(image-refused 20\)/);
+    expect(r.stderr).toMatch(/WARNING: 20 of 40 images could not be used \(image-refused 20\)/);
+    const strict = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      join(dir, "out2"),
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "images"),
+      "--max-missing-images",
+      "0.1",
+      "--progress-every",
+      "0",
+    ]);
+    expect(strict.code).toBe(2);
+    expect(strict.stderr).toMatch(/20 of 40 images could not be used, more than --max-missing-images 0\.1/);
+    const trusted = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      join(dir, "out3"),
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "images"),
+      "--allow-images-outside-base",
+      "--progress-every",
+      "0",
+    ]);
+    expect(trusted.code, trusted.stderr).toBe(0);
+    expect(trusted.stdout).toMatch(/images: all 40 used/);
+    // published as a curate output: one manifest of this run
+    expect(await readdir(join(out, "manifests"))).toHaveLength(1);
+  }, 120_000);
+
+  it("refuses a mix of sources, a missing --image-base, a policy file without --in", async () => {
+    const both = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--brokers",
+      "127.0.0.1:1",
+      "--out",
+      join(dir, "x"),
+      "--ratio",
+      "0.2",
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--in: a file source takes no --brokers/);
+    const neither = await runCli(["curate", "--out", join(dir, "x"), "--ratio", "0.2"]);
+    expect(neither.code).toBe(2);
+    expect(neither.stderr).toMatch(/give --brokers, --topic and --group .*, or --in/);
+    const base = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      join(dir, "x"),
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "nope"),
+    ]);
+    expect(base.code).toBe(2);
+    expect(base.stderr).toMatch(/--image-base: .*nope does not exist/);
+    const pf = await runCli([
+      "curate",
+      "--brokers",
+      "b:1",
+      "--topic",
+      "t",
+      "--group",
+      "g",
+      "--out",
+      join(dir, "x"),
+      "--ratio",
+      "0.2",
+      "--policy-file",
+      join(dir, "p.json"),
+    ]);
+    expect(pf.code).toBe(2);
+    expect(pf.stderr).toMatch(/--policy-file: only with --in/);
+  });
+});
