@@ -90,6 +90,8 @@ export interface CurateRun {
   images?: { allowOutsideBase?: boolean; allowHosts?: string[]; allowPrivateAddresses?: boolean };
   rotateRows?: number;
   rotateMs?: number;
+  /** a message larger than this is dead-lettered as too-large (default 1 MiB: parse-record.ts) */
+  maxMessageBytes?: number;
   /** serve Prometheus metrics on this port (127.0.0.1 unless metricsHost) */
   metricsPort?: number;
   metricsHost?: string;
@@ -256,6 +258,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       windowSize: mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
       windowMs: mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
       idleMs: run.idleMs,
+      parse: { maxMessageBytes: run.maxMessageBytes },
       signal: stop.signal,
       live,
       log,

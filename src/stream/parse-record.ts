@@ -12,7 +12,10 @@ export const DEAD_LETTER_CODES = {
 } as const;
 
 export interface ParseRecordOptions {
-  /** a message value larger than this is dead-lettered unparsed (default 32 MiB: inline images fit) */
+  /**
+   * a message value larger than this is dead-lettered unparsed (default 1 MiB, Kafka's own default
+   * message.max.bytes; raise both for samples with large inline images)
+   */
   maxMessageBytes?: number;
   /** a sample without id: take the message key, else hash its content (default) or dead-letter it */
   missingId?: "content-hash" | "error";
@@ -22,7 +25,7 @@ export interface ParseRecordOptions {
 
 export type ParsedRecord = { ok: true; record: SampleRecord } | { ok: false; deadLetter: DeadLetter };
 
-export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
 /**
  * Decides what a raw message is: a sample to curate, or a dead letter with its reason. Never

@@ -2,7 +2,7 @@
  * `mmssr curate --in FILE`: the stream's graph over a samples file from the command line, and its
  * image rules (untrusted messages: only images inside --image-base, loud about missing ones).
  */
-import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -148,5 +148,43 @@ describe("mmssr curate --in", () => {
     ]);
     expect(pf.code).toBe(2);
     expect(pf.stderr).toMatch(/--policy-file: only with --in/);
+  });
+
+  it("dead-letters a message over --max-message-bytes as too-large", async () => {
+    const path = join(dir, "sizes.jsonl");
+    const small = JSON.stringify({
+      id: "small",
+      conversations: [
+        { from: "human", value: "q" },
+        { from: "gpt", value: "a" },
+      ],
+    });
+    const big = JSON.stringify({
+      id: "big",
+      conversations: [
+        { from: "human", value: "q".repeat(500) },
+        { from: "gpt", value: "a" },
+      ],
+    });
+    await writeFile(path, `${small}\n${big}\n`);
+    const out = join(dir, "sizes");
+    const r = await runCli([
+      "curate",
+      "--in",
+      path,
+      "--out",
+      out,
+      "--ratio",
+      "0.5",
+      "--max-message-bytes",
+      "200",
+      "--progress-every",
+      "0",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/read 2 records: 1 scored .* 1 dead-lettered/);
+    const letter = JSON.parse((await readFile(join(out, "dead-letters.jsonl"), "utf8")).trim());
+    expect(letter).toMatchObject({ code: "too-large", origin: { offset: "1" } });
+    expect(letter.reason).toMatch(/over the 200-byte limit/);
   });
 });

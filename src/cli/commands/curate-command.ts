@@ -5,6 +5,7 @@ import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { type CurateRun, type CurateSummary, runCurate } from "../../app/curator.js";
 import { isLoopbackHost } from "../../control/admin-server.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
 import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 import { checkImageBase, parseHostList } from "./score-command.js";
@@ -39,6 +40,7 @@ interface CurateFlags {
   rotateRows: string;
   rotateMs: string;
   progressEvery: string;
+  maxMessageBytes: string;
   [policyFlag: string]: unknown;
 }
 
@@ -116,6 +118,11 @@ export function registerCurateCommand(program: Command): void {
       "bearer token of the admin API (else MMSSR_ADMIN_TOKEN); required unless --admin-insecure",
     )
     .option("--admin-insecure", "admin API without a token (only on a loopback --admin-host)")
+    .option(
+      "--max-message-bytes <n>",
+      "dead-letter (too-large) a message over this many bytes; raise it with the broker's message.max.bytes for large inline images",
+      String(DEFAULT_MAX_MESSAGE_BYTES),
+    )
     .option(
       "--progress-every <seconds>",
       "print a progress line (read, scored, selected, dead-lettered, lag, rate) this often; 0: never",
@@ -195,6 +202,7 @@ export function registerCurateCommand(program: Command): void {
         rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
         admin,
         progressMs: parseNumberFlag("--progress-every", flags.progressEvery) * 1000,
+        maxMessageBytes: parseIntegerFlag("--max-message-bytes", flags.maxMessageBytes, 1),
       });
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
