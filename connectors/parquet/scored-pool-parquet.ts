@@ -28,6 +28,7 @@ import {
   Type,
   Utf8,
   type Vector,
+  vectorFromArray,
 } from "apache-arrow";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import {
@@ -157,6 +158,34 @@ function boolData(length: number, get: (k: number) => boolean | null): Data<Bool
  * A utf8 column of strings (null/undefined = null). ASCII text (the usual ids, sources and
  * bucket names) is encoded with one join and one encode per batch; other text string by string.
  */
+/**
+ * `image_source` as every writer stores it: dictionary<int32, utf8> (few distinct sources, many
+ * rows), so that the scored pool of `mmssr score` and the scored log of `mmssr curate` have one type.
+ */
+export const IMAGE_SOURCE_TYPE = () => new Dictionary(new Utf8(), new Int32());
+
+/** An image_source column of these values, dictionary-encoded (IMAGE_SOURCE_TYPE). */
+export function imageSourceData(values: readonly string[]): Data {
+  const codes = new Map<string, number>();
+  const indices = new Int32Array(values.length);
+  values.forEach((v, k) => {
+    let c = codes.get(v);
+    if (c === undefined) {
+      c = codes.size;
+      codes.set(v, c);
+    }
+    indices[k] = c;
+  });
+  const dict = makeVector(utf8Strings([...codes.keys()]));
+  return makeData({
+    type: IMAGE_SOURCE_TYPE(),
+    length: values.length,
+    data: indices,
+    dictionary: dict,
+    nullCount: 0,
+  });
+}
+
 function utf8Strings(strs: readonly (string | null | undefined)[]): Data<Utf8> {
   const length = strs.length;
   const joined = strs.join("");
@@ -265,7 +294,16 @@ function stylesData(type: List, styleMask: Uint16Array, rows: Uint32Array): Data
   return makeData({ type, length, valueOffsets: listOffsets, child, nullCount: 0 });
 }
 
-type ExtraKind = "float64" | "bool" | "utf8" | "json";
+type ExtraKind = "float64" | "bool" | "utf8" | "strings" | "json";
+
+/** The kind of one extra value: a list of strings (e.g. `flags`) is list<utf8>, as in the scored log. */
+function kindOf(v: unknown): ExtraKind {
+  if (typeof v === "number") return "float64";
+  if (typeof v === "boolean") return "bool";
+  if (typeof v === "string") return "utf8";
+  if (Array.isArray(v) && v.every((x) => typeof x === "string")) return "strings";
+  return "json";
+}
 
 /** The Arrow type an extra field gets: the one type all its non-null values share, else JSON text. */
 function extraKinds(pool: ScoredPool): Map<string, ExtraKind> {
@@ -276,14 +314,7 @@ function extraKinds(pool: ScoredPool): Map<string, ExtraKind> {
         if (!kinds.has(key)) kinds.set(key, "utf8");
         continue;
       }
-      const kind: ExtraKind =
-        typeof v === "number"
-          ? "float64"
-          : typeof v === "boolean"
-            ? "bool"
-            : typeof v === "string"
-              ? "utf8"
-              : "json";
+      const kind = kindOf(v);
       const seen = kinds.get(key);
       if (seen === undefined || seen === kind) kinds.set(key, kind);
       else kinds.set(key, "json");
@@ -296,14 +327,7 @@ function extraKinds(pool: ScoredPool): Map<string, ExtraKind> {
     for (const rec of pool.extras.values()) {
       const v = rec[key];
       if (v === null || v === undefined) continue;
-      const k: ExtraKind =
-        typeof v === "number"
-          ? "float64"
-          : typeof v === "boolean"
-            ? "bool"
-            : typeof v === "string"
-              ? "utf8"
-              : "json";
+      const k = kindOf(v);
       if (found === undefined) found = k;
       else if (found !== k) found = "json";
     }
@@ -354,10 +378,17 @@ function* batchesOf(
   );
 
   const sourceDict = makeVector(utf8Data(pool.sources.length, (k) => pool.sources[k]));
-  const dictType = new Dictionary(new Utf8(), new Int32());
+  const dictType = IMAGE_SOURCE_TYPE();
   const styleList = new List(new Field("item", new Utf8(), true));
+  const stringsType = new List(new Field("item", new Utf8(), true));
   const extraType = (kind: ExtraKind): DataType =>
-    kind === "float64" ? new Float64() : kind === "bool" ? new Bool() : new Utf8();
+    kind === "float64"
+      ? new Float64()
+      : kind === "bool"
+        ? new Bool()
+        : kind === "strings"
+          ? stringsType
+          : new Utf8();
   const fields = [
     new Field("id", new Utf8(), false),
     new Field("image_source", dictType, false),
@@ -394,6 +425,13 @@ function* batchesOf(
       if (kind === "float64") children.push(float64Data(len, (k) => value(k) as number | null));
       else if (kind === "bool") children.push(boolData(len, (k) => value(k) as boolean | null));
       else if (kind === "utf8") children.push(utf8Data(len, (k) => value(k) as string | null));
+      else if (kind === "strings")
+        children.push(
+          vectorFromArray(
+            Array.from({ length: len }, (_, k) => value(k)),
+            stringsType,
+          ).data[0],
+        );
       else
         children.push(
           utf8Data(len, (k) => {

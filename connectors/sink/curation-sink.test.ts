@@ -359,7 +359,8 @@ describe("curation sink: file contents", () => {
     for (let c = 0; c < NUM_CAPABILITIES; c++) {
       const expected = d.record.score.scores[c];
       if (Number.isNaN(expected)) expect(Number.isNaN(pool.scores[c][7])).toBe(true);
-      else expect(pool.scores[c][7]).toBe(expected);
+      // scores are stored as mmssr score writes them: 4 decimals
+      else expect(pool.scores[c][7]).toBe(Math.round(expected * 1e4) / 1e4);
     }
     expect(pool.extras.get(3)).toMatchObject({
       selected: true,

@@ -40,7 +40,12 @@ import {
 import type { Sample } from "../../src/domain/sample.js";
 import { NUM_CAPABILITIES } from "../../src/domain/taxonomy.js";
 import type { Decision } from "../../src/stream/stream-types.js";
-import { float64Data, SCORE_COLUMNS } from "../parquet/scored-pool-parquet.js";
+import {
+  float64Data,
+  IMAGE_SOURCE_TYPE,
+  imageSourceData,
+  SCORE_COLUMNS,
+} from "../parquet/scored-pool-parquet.js";
 
 const utf8List = () => new List(new Field("item", new Utf8(), true));
 const turnType = () =>
@@ -48,7 +53,7 @@ const turnType = () =>
 
 const LEADING_FIELDS = (): Field[] => [
   new Field("id", new Utf8(), false),
-  new Field("image_source", new Utf8(), false),
+  new Field("image_source", IMAGE_SOURCE_TYPE(), false),
   new Field("styles", utf8List(), false),
   ...SCORE_COLUMNS.map((name) => new Field(name, new Float64(), true)),
 ];
@@ -105,8 +110,12 @@ function column(type: DataType, values: readonly unknown[]): Data {
   return vectorFromArray(values as unknown[], type).data[0];
 }
 
+/** Scores as `mmssr score` writes them: 4 decimals (the model's float32 output carries noise beyond). */
 function scoreColumn(decisions: readonly Decision[], c: number): Data<Float64> {
-  return float64Data(decisions.length, (k) => decisions[k].record.score.scores[c]);
+  return float64Data(decisions.length, (k) => {
+    const v = decisions[k].record.score.scores[c];
+    return Number.isNaN(v) ? v : Math.round(v * 1e4) / 1e4;
+  });
 }
 
 function leading(decisions: readonly Decision[]): Data[] {
@@ -115,10 +124,7 @@ function leading(decisions: readonly Decision[]): Data[] {
       new Utf8(),
       decisions.map((d) => d.record.sample.id),
     ),
-    column(
-      new Utf8(),
-      decisions.map((d) => d.record.sample.image_source),
-    ),
+    imageSourceData(decisions.map((d) => d.record.sample.image_source)),
     column(
       utf8List(),
       decisions.map((d) => d.record.score.styles),
