@@ -80,6 +80,15 @@ export interface CurateRun {
   windowMs: number;
   model?: string;
   workers?: number;
+  /** ONNX Runtime intra-op threads per worker (default 1) */
+  threads?: number;
+  /** execution provider (default cpu); cuda fails unless cudaFallback */
+  executionProvider?: "cpu" | "cuda";
+  cudaFallback?: boolean;
+  /** false: score text only, load no image (flag no-image) */
+  loadImages?: boolean;
+  /** image_source of samples that name none (default "unknown") */
+  imageSource?: string;
   idleMs?: number;
   imageBase?: string;
   /**
@@ -222,7 +231,10 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     const scorer = await createOnnxScorer({
       modelDir: run.model ?? join(packageRoot(), "models", "mmssr-lite"),
       workers: run.workers ?? 1,
-      imageLoader,
+      intraOpThreads: run.threads,
+      executionProvider: run.executionProvider,
+      onCudaUnavailable: run.cudaFallback ? "fallback-cpu" : "fail",
+      imageLoader: run.loadImages === false ? undefined : imageLoader,
       logger: log,
     });
     closers.push(() => scorer.close());
@@ -258,7 +270,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       windowSize: mode === "continuous" ? Math.min(run.windowSize, 512) : run.windowSize,
       windowMs: mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
       idleMs: run.idleMs,
-      parse: { maxMessageBytes: run.maxMessageBytes },
+      parse: { maxMessageBytes: run.maxMessageBytes, defaultImageSource: run.imageSource },
       signal: stop.signal,
       live,
       log,
@@ -285,7 +297,12 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       lag,
       policy: control.policy,
       mode,
-      images: { named: images.named, failed: images.failed, summary: images.summary() },
+      images: {
+        named: images.named,
+        failed: images.failed,
+        summary:
+          run.loadImages === false ? "images: not loaded (--no-images): text-only scores" : images.summary(),
+      },
     };
   } finally {
     await closeAll();

@@ -187,4 +187,46 @@ describe("mmssr curate --in", () => {
     expect(letter).toMatchObject({ code: "too-large", origin: { offset: "1" } });
     expect(letter.reason).toMatch(/over the 200-byte limit/);
   });
+
+  it("takes the scoring flags of mmssr score: --no-images, --image-source, --threads, --ep", async () => {
+    const out = join(dir, "flags");
+    const r = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      out,
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "images"),
+      "--no-images",
+      "--image-source",
+      "web-crawl",
+      "--threads",
+      "2",
+      "--progress-every",
+      "0",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/images: not loaded \(--no-images\): text-only scores/);
+    const { readScoredPool } = await import("../../connectors/scored-pool-io.js");
+    const pool = await readScoredPool(out);
+    expect(pool.size).toBe(100);
+    expect(pool.sources).toEqual(["web-crawl"]);
+    for (let i = 0; i < pool.size; i++) expect(pool.extras.get(i)?.flags).toContain("no-image");
+    const ep = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      join(dir, "ep"),
+      "--ratio",
+      "0.2",
+      "--ep",
+      "tpu",
+    ]);
+    expect(ep.code).toBe(2);
+    expect(ep.stderr).toMatch(/--ep: expected cpu or cuda, got "tpu"/);
+  });
 });

@@ -23,6 +23,11 @@ interface CurateFlags {
   model?: string;
   untilIdle?: string;
   workers: string;
+  threads: string;
+  ep: string;
+  cudaFallback?: boolean;
+  images: boolean;
+  imageSource?: string;
   dlqTopic?: string;
   outputTopic?: string;
   controlTopic?: string;
@@ -76,6 +81,11 @@ export function registerCurateCommand(program: Command): void {
     .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
     .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
     .option("--workers <n>", "inference worker threads", "1")
+    .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
+    .option("--ep <provider>", "execution provider: cpu or cuda", "cpu")
+    .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
+    .option("--no-images", "do not load images: text-only scoring (flag no-image)")
+    .option("--image-source <name>", "image_source of samples that name none (default: unknown)")
     .option(
       "--until-idle <seconds>",
       "drain, publish, commit and exit once nothing arrived for this long and the group is caught up (lag 0)",
@@ -181,6 +191,11 @@ export function registerCurateCommand(program: Command): void {
         windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
         model: flags.model,
         workers: parseIntegerFlag("--workers", flags.workers, 1),
+        threads: parseIntegerFlag("--threads", flags.threads, 1),
+        executionProvider: executionProviderOf(flags.ep),
+        cudaFallback: flags.cudaFallback === true,
+        loadImages: flags.images,
+        imageSource: flags.imageSource,
         idleMs:
           flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
         imageBase: flags.imageBase,
@@ -249,6 +264,12 @@ function sourceOf(flags: CurateFlags): CurateRun["source"] {
     outputTopic: flags.outputTopic,
     controlTopic: flags.controlTopic,
   };
+}
+
+function executionProviderOf(ep: string): "cpu" | "cuda" {
+  if (ep !== "cpu" && ep !== "cuda")
+    throw usageError(`--ep: expected cpu or cuda, got ${JSON.stringify(ep)}`);
+  return ep;
 }
 
 /** The admin API's token: --admin-token-file, else MMSSR_ADMIN_TOKEN, else none. */
