@@ -133,6 +133,6 @@ describe("mmssr curate: the admin API's flags", () => {
     expect(both.stderr).toMatch(/ratio and budget exclude each other/);
     const cont = await runCli([...base, "--budget", "5", "--mode", "continuous"]);
     expect(cont.code).toBe(2);
-    expect(cont.stderr).toMatch(/continuous mode needs a ratio/);
+    expect(cont.stderr).toMatch(/--mode continuous: needs --ratio/);
   });
 });

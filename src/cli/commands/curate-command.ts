@@ -145,6 +145,10 @@ export function registerCurateCommand(program: Command): void {
         throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
       const source = sourceOf(flags);
       const policy = policyFromFlags(flags);
+      if (flags.mode === "continuous" && policy.ratio === undefined)
+        throw usageError(
+          "--mode continuous: needs --ratio (the share of incoming samples to admit); --budget is per window",
+        );
       if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
       const allowHosts = parseHostList(flags.allowImageHosts);
       const maxMissing =

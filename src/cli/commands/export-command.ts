@@ -13,6 +13,16 @@
  * `<out without extension>_images/<id>.<png|jpg|webp|gif|bin>` and referenced relatively.
  * Which image a sample has, first match: `images` (several), inline bytes, `image`, `image_url`.
  *
+ * With --samples (issue 9 point 11): `mmssr score` + `mmssr select` give selected rows without
+ * the sample (ids and scores only). --samples names the samples file the pool was scored from;
+ * each selected id is joined to its sample there by id (the sample of --samples always wins,
+ * also over the turns of a curate output), in the order of --in. The samples are read as
+ * `mmssr score` reads them (readSampleRecords + validateSample, id = content hash when a record
+ * has none, the first of duplicate ids wins, records that are no valid sample are skipped: score
+ * rejected them, so no selected id names them); relative image paths then resolve against the
+ * samples file's folder unless --image-base says otherwise. A selected id that --samples lacks
+ * is a BAD_ROW before anything is written.
+ *
  * The JSON file appears complete or not at all (temp + fsync + rename), after its images.
  */
 import { existsSync } from "node:fs";
@@ -20,11 +30,13 @@ import { readdir, stat } from "node:fs/promises";
 import { dirname, extname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { readSampleRecords, sampleFormatOf } from "../../../connectors/files/sample-reader.js";
 import { readSelectedRows, type SelectedRow } from "../../../connectors/parquet/selected-rows.js";
+import { readScoredPool } from "../../../connectors/scored-pool-io.js";
 import { readPublishedEntries } from "../../../connectors/sink/shared-output.js";
 import { LEGACY_MANIFEST_NAME, MANIFESTS_DIR } from "../../../connectors/sink/sink-manifest.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
-import { IMAGE_PLACEHOLDER } from "../../domain/sample.js";
+import { IMAGE_PLACEHOLDER, type Sample, validateSample } from "../../domain/sample.js";
 import { AtomicFile, writeFileAtomic } from "../../util/atomic-file.js";
 import { claimOwnedDir, refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, usageError } from "../cli-errors.js";
@@ -38,6 +50,8 @@ export interface ExportFlags {
   out: string;
   imageBase?: string;
   limit?: string;
+  /** the samples file the selected pool was scored from: samples are joined to --in by id */
+  samples?: string;
 }
 
 export interface ExportSummary {
@@ -49,6 +63,8 @@ export interface ExportSummary {
   imagesDir?: string;
   /** local image paths that do not exist under --image-base */
   missingImages: number;
+  /** the folder relative image paths resolved against */
+  imageBase: string;
 }
 
 /** marker of the images folder this command made (safe-paths.ts claimOwnedDir) */
@@ -58,17 +74,22 @@ export function registerExportCommand(program: Command): void {
   program
     .command("export")
     .description(
-      "write a selected set as training JSON: LLaVA conversations or LLaMA-Factory messages/images",
+      "write a selected set as training JSON: LLaVA conversations or LLaMA-Factory messages/images; " +
+        "a pool of mmssr select (ids only) is joined to its samples with --samples",
     )
     .requiredOption(
       "--in <path>",
-      "the --out folder of mmssr curate (its published selected files) or one selected .parquet file",
+      "the --out folder of mmssr curate (its published selected files), one selected .parquet file, or (with --samples) the .jsonl/.parquet output of mmssr select",
+    )
+    .option(
+      "--samples <file>",
+      "the samples file (.jsonl, .json, .parquet) the pool was scored from: each selected id is joined to its sample there (always an error when one is missing)",
     )
     .requiredOption("--format <name>", `output format: ${EXPORT_FORMATS.join(" or ")}`)
     .requiredOption("--out <file.json>", "the JSON file to write (image paths are relative to its folder)")
     .option(
       "--image-base <dir>",
-      "folder that relative image paths of the samples resolve against (default: .)",
+      "folder that relative image paths of the samples resolve against (default: the folder of --samples, else .)",
     )
     .option("--limit <n>", "export at most this many samples")
     .action(async (flags: ExportFlags) => {
@@ -76,7 +97,7 @@ export function registerExportCommand(program: Command): void {
       process.stdout.write(`${summaryLine(s, flags.out)}\n`);
       if (s.missingImages > 0)
         process.stderr.write(
-          `mmssr export: warning: ${s.missingImages} local image path(s) do not exist under ${resolve(flags.imageBase ?? ".")} (wrong --image-base?)\n`,
+          `mmssr export: warning: ${s.missingImages} local image path(s) do not exist under ${s.imageBase} (wrong --image-base?)\n`,
         );
     });
 }
@@ -274,6 +295,76 @@ function llamaFactoryRecord(file: string, row: SelectedRow, images: string[]): R
   return { messages, images };
 }
 
+/** The ids of the selected rows of --in, in order (for the join with --samples). */
+async function selectedIds(inPath: string, input: ExportInput, isDir: boolean): Promise<readonly string[]> {
+  if (!isDir) return (await readScoredPool(inPath)).ids;
+  // a curate output: its selected files (with turns; only the ids are used)
+  const ids: string[] = [];
+  for (const path of input.files) for await (const row of readSelectedRows(path)) ids.push(row.id);
+  return ids;
+}
+
+type JoinedSample = Omit<SelectedRow, "row">;
+
+/** The part of a validated sample that export writes (as readSelectedRows gives it). */
+function exportedPart(sample: Sample): JoinedSample {
+  const out: JoinedSample = {
+    id: sample.id,
+    conversations: sample.conversations.map((t) => ({ from: t.from, value: t.value })),
+  };
+  if (sample.system) out.system = sample.system;
+  if (sample.image) out.image = sample.image;
+  if (sample.images !== undefined && sample.images.length > 0) out.images = sample.images;
+  if (sample.image_url) out.image_url = sample.image_url;
+  if (sample.image_b64) out.image_bytes = Buffer.from(sample.image_b64, "base64");
+  return out;
+}
+
+/**
+ * The samples of `ids` from the samples file, in the order of `ids`. Reads the samples file as
+ * `mmssr score` does. Memory: a Map id -> sample of every wanted sample of the file (decoded
+ * inline images included) is held until the export is written; fine for now, a file too large
+ * for that needs a sorted or indexed join.
+ */
+async function joinSamples(
+  samplesPath: string,
+  inPath: string,
+  ids: readonly string[],
+): Promise<{ file: string; row: SelectedRow }[]> {
+  const wanted = new Set(ids);
+  const found = new Map<string, JoinedSample>();
+  let skipped = 0;
+  for await (const rec of readSampleRecords(samplesPath)) {
+    if ("error" in rec) {
+      skipped++;
+      continue;
+    }
+    // score's default: a record without id gets the content hash as id
+    const v = validateSample(rec.value, { missingId: "content-hash" });
+    if (!v.ok) {
+      skipped++;
+      continue;
+    }
+    // duplicate ids: the first wins, as score scored the first and rejected the later ones
+    if (wanted.has(v.sample.id) && !found.has(v.sample.id)) found.set(v.sample.id, exportedPart(v.sample));
+  }
+  const missing = ids.filter((id) => !found.has(id));
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 5).map((id) => JSON.stringify(id));
+    throw new MmssrError(
+      ERROR_CODES.BAD_ROW,
+      `--samples: ${missing.length} of ${ids.length} selected id${ids.length === 1 ? "" : "s"} of ${inPath} ${missing.length === 1 ? "is" : "are"} not in ${samplesPath}: ${shown.join(", ")}${missing.length > shown.length ? `, ... (${missing.length - shown.length} more)` : ""}` +
+        `${skipped > 0 ? `; ${skipped} record(s) of it are no valid sample and were skipped` : ""} (is it the file the pool was scored from?)`,
+    );
+  }
+  return ids.map((id, k) => ({ file: inPath, row: { ...(found.get(id) as JoinedSample), row: k + 1 } }));
+}
+
+/** Rows of the selected files of --in, in order, each with its file. */
+async function* selectedRowsOf(files: readonly string[]): AsyncGenerator<{ file: string; row: SelectedRow }> {
+  for (const file of files) for await (const row of readSelectedRows(file)) yield { file, row };
+}
+
 /** Writes the export; returns what it wrote (the caller prints the summary). */
 export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
   if (!(EXPORT_FORMATS as readonly string[]).includes(flags.format))
@@ -285,14 +376,22 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
     flags.limit === undefined ? Number.POSITIVE_INFINITY : parseIntegerFlag("--limit", flags.limit, 0);
   const out = resolve(flags.out);
   const imagesDir = imagesDirFor(out);
+  if (flags.samples !== undefined) sampleFormatOf(flags.samples);
   const input = await resolveInput(flags.in);
   refuseOutputOverInput(
     [
       ["--out", flags.out],
       ["--out (its images folder)", imagesDir],
     ],
-    input.read.map((p) => ["--in", p] as const),
+    [...input.read.map((p) => ["--in", p] as const), ["--samples", flags.samples]],
   );
+  const inIsDir = input.files.length !== 1 || input.files[0] !== flags.in;
+  if (flags.samples === undefined && !inIsDir && /\.(jsonl|ndjson)$/i.test(flags.in))
+    throw usageError(
+      `--in: ${flags.in} is a scored pool (.jsonl) without samples: add --samples <the samples file it was scored from>`,
+    );
+  if (flags.samples !== undefined && !(await statOrNull(flags.samples))?.isFile())
+    throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `--samples: ${flags.samples}: no such file`);
   const outStat = await statOrNull(out);
   if (outStat?.isDirectory()) throw usageError(`--out: ${flags.out} is a folder: give a .json file to write`);
   const outDir = dirname(out);
@@ -301,9 +400,19 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
       ERROR_CODES.FILE_NOT_FOUND,
       `--out: cannot write ${flags.out}: folder ${outDir} does not exist`,
     );
-  const base = resolve(flags.imageBase ?? ".");
+  const base = resolve(
+    flags.imageBase ?? (flags.samples === undefined ? "." : dirname(resolve(flags.samples))),
+  );
   if (flags.imageBase !== undefined && !(await statOrNull(base))?.isDirectory())
     throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `--image-base: ${flags.imageBase} is not a folder`);
+
+  // with --samples the join happens (and may fail) before anything is written
+  let rows: AsyncIterable<{ file: string; row: SelectedRow }> | Iterable<{ file: string; row: SelectedRow }>;
+  if (flags.samples === undefined) rows = selectedRowsOf(input.files);
+  else {
+    const ids = await selectedIds(flags.in, input, inIsDir);
+    rows = await joinSamples(flags.samples, flags.in, ids.length > limit ? ids.slice(0, limit) : ids);
+  }
 
   const refs = new ImageRefs(base, outDir, imagesDir);
   const file = new AtomicFile(out);
@@ -315,17 +424,13 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
       await file.write(chunk);
       chunk = "";
     };
-    outer: for (const path of input.files) {
+    for await (const { file: path, row } of rows) {
       if (samples >= limit) break;
-      for await (const row of readSelectedRows(path)) {
-        if (samples >= limit) break outer;
-        const images = await imagesOf(row, refs);
-        const rec =
-          format === "llava" ? llavaRecord(path, row, images) : llamaFactoryRecord(path, row, images);
-        chunk += `${samples === 0 ? "\n" : ",\n"}${JSON.stringify(rec)}`;
-        samples++;
-        if (chunk.length >= 1 << 20) await flush();
-      }
+      const images = await imagesOf(row, refs);
+      const rec = format === "llava" ? llavaRecord(path, row, images) : llamaFactoryRecord(path, row, images);
+      chunk += `${samples === 0 ? "\n" : ",\n"}${JSON.stringify(rec)}`;
+      samples++;
+      if (chunk.length >= 1 << 20) await flush();
     }
     chunk += samples === 0 ? "]\n" : "\n]\n";
     await flush();
@@ -341,5 +446,6 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
     imagesWritten: refs.written,
     imagesDir: refs.written > 0 ? imagesDir : undefined,
     missingImages: refs.missing,
+    imageBase: base,
   };
 }
