@@ -32,3 +32,11 @@ export function parseWeightsFlag(flag: string, raw: string): Record<string, numb
   }
   return out;
 }
+
+/** A share flag (0..1) when given, else undefined. */
+export function parseShareFlag(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const v = parseNumberFlag(flag, raw);
+  if (!(v >= 0 && v <= 1)) throw usageError(`${flag}: expected a share in 0..1, got ${raw}`);
+  return v;
+}

@@ -6,7 +6,7 @@ import { type CurateRun, type CurateSummary, runCurate } from "../../app/curator
 import { isLoopbackHost } from "../../control/admin-server.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
-import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
+import { parseIntegerFlag, parseNumberFlag, parseShareFlag, usageError } from "../cli-errors.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 import { checkImageBase, parseHostList } from "./score-command.js";
 
@@ -151,12 +151,7 @@ export function registerCurateCommand(program: Command): void {
         );
       if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
       const allowHosts = parseHostList(flags.allowImageHosts);
-      const maxMissing =
-        flags.maxMissingImages === undefined
-          ? undefined
-          : parseNumberFlag("--max-missing-images", flags.maxMissingImages);
-      if (maxMissing !== undefined && !(maxMissing >= 0 && maxMissing <= 1))
-        throw usageError(`--max-missing-images: expected a share in 0..1, got ${flags.maxMissingImages}`);
+      const maxMissing = parseShareFlag("--max-missing-images", flags.maxMissingImages);
       const admin =
         flags.adminPort === undefined
           ? undefined

@@ -117,6 +117,8 @@ export function imagesDirFor(out: string): string {
 }
 
 interface ExportInput {
+  /** --in is a curate output folder (else one file) */
+  dir: boolean;
   /** the selected Parquet files, in order */
   files: string[];
   /** every file read (selected files, manifests): none may be written */
@@ -138,7 +140,7 @@ async function statOrNull(path: string): Promise<Awaited<ReturnType<typeof stat>
 async function resolveInput(path: string): Promise<ExportInput> {
   const s = await statOrNull(path);
   if (s === null) throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `--in: ${path}: no such file or folder`);
-  if (!s.isDirectory()) return { files: [path], read: [path] };
+  if (!s.isDirectory()) return { dir: false, files: [path], read: [path] };
   const entries = await readPublishedEntries(path);
   if (entries.length === 0)
     throw new MmssrError(
@@ -163,7 +165,7 @@ async function resolveInput(path: string): Promise<ExportInput> {
   } catch {
     /* the single-instance layout has none */
   }
-  return { files, read: [path, ...files, join(path, LEGACY_MANIFEST_NAME), ...manifests] };
+  return { dir: true, files, read: [path, ...files, join(path, LEGACY_MANIFEST_NAME), ...manifests] };
 }
 
 // a scheme followed by `//` (as scoring/image-source.ts reads it), or a data: URI
@@ -296,8 +298,8 @@ function llamaFactoryRecord(file: string, row: SelectedRow, images: string[]): R
 }
 
 /** The ids of the selected rows of --in, in order (for the join with --samples). */
-async function selectedIds(inPath: string, input: ExportInput, isDir: boolean): Promise<readonly string[]> {
-  if (!isDir) return (await readScoredPool(inPath)).ids;
+async function selectedIds(inPath: string, input: ExportInput): Promise<readonly string[]> {
+  if (!input.dir) return (await readScoredPool(inPath)).ids;
   // a curate output: its selected files (with turns; only the ids are used)
   const ids: string[] = [];
   for (const path of input.files) for await (const row of readSelectedRows(path)) ids.push(row.id);
@@ -385,8 +387,7 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
     ],
     [...input.read.map((p) => ["--in", p] as const), ["--samples", flags.samples]],
   );
-  const inIsDir = input.files.length !== 1 || input.files[0] !== flags.in;
-  if (flags.samples === undefined && !inIsDir && /\.(jsonl|ndjson)$/i.test(flags.in))
+  if (flags.samples === undefined && !input.dir && /\.(jsonl|ndjson)$/i.test(flags.in))
     throw usageError(
       `--in: ${flags.in} is a scored pool (.jsonl) without samples: add --samples <the samples file it was scored from>`,
     );
@@ -410,7 +411,7 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
   let rows: AsyncIterable<{ file: string; row: SelectedRow }> | Iterable<{ file: string; row: SelectedRow }>;
   if (flags.samples === undefined) rows = selectedRowsOf(input.files);
   else {
-    const ids = await selectedIds(flags.in, input, inIsDir);
+    const ids = await selectedIds(flags.in, input);
     rows = await joinSamples(flags.samples, flags.in, ids.length > limit ? ids.slice(0, limit) : ids);
   }
 

@@ -23,7 +23,7 @@ import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SampleScore } from "../../scoring/scoring-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { refuseOutputOverInput } from "../../util/safe-paths.js";
-import { parseIntegerFlag, parseNumberFlag, usageError } from "../cli-errors.js";
+import { parseIntegerFlag, parseShareFlag, usageError } from "../cli-errors.js";
 
 interface ScoreFlags {
   in: string;
@@ -154,18 +154,8 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
     throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(flags.badImage)}`);
   if (flags.missingId !== "content-hash" && flags.missingId !== "reject")
     throw usageError(`--missing-id: expected content-hash or reject, got ${JSON.stringify(flags.missingId)}`);
-  const maxRejectShare =
-    flags.maxRejectShare === undefined
-      ? undefined
-      : parseNumberFlag("--max-reject-share", flags.maxRejectShare);
-  if (maxRejectShare !== undefined && !(maxRejectShare >= 0 && maxRejectShare <= 1))
-    throw usageError(`--max-reject-share: expected a share in 0..1, got ${flags.maxRejectShare}`);
-  const maxMissingImages =
-    flags.maxMissingImages === undefined
-      ? undefined
-      : parseNumberFlag("--max-missing-images", flags.maxMissingImages);
-  if (maxMissingImages !== undefined && !(maxMissingImages >= 0 && maxMissingImages <= 1))
-    throw usageError(`--max-missing-images: expected a share in 0..1, got ${flags.maxMissingImages}`);
+  const maxRejectShare = parseShareFlag("--max-reject-share", flags.maxRejectShare);
+  const maxMissingImages = parseShareFlag("--max-missing-images", flags.maxMissingImages);
   const allowHosts = parseHostList(flags.allowImageHosts);
   sampleFormatOf(flags.in);
   // the output, its resume file and the rejects file are all written: none may be the input
