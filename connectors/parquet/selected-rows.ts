@@ -90,7 +90,7 @@ export async function* readSelectedRows(path: string, batchRows = 4096): AsyncGe
       if (!names.has(required))
         throw new MmssrError(
           ERROR_CODES.MISSING_COLUMN,
-          `${path}: missing column ${required} (a selected output has ${REQUIRED.join(", ")}; found ${[...names].join(", ") || "no columns"}); is it a file of the selected/ folder of mmssr curate?`,
+          `${path}: missing column ${required} (a selected output has ${REQUIRED.join(", ")}; found ${[...names].join(", ") || "no columns"}); is it a file of the selected/ folder of mmssr curate? A pool of mmssr score/select has no samples: mmssr export joins it to them with --samples <the samples file it was scored from>`,
         );
     let before = 0;
     for await (const batch of parquetBatches(file, batchRows)) {

@@ -2,6 +2,7 @@
  * `mmssr export`: a curate output (built here by runCurate from a file source) as LLaVA and
  * LLaMA-Factory JSON. What was exported is checked against the selected Parquet files as DuckDB
  * (an independent reader) sees them; image references must resolve from the output's folder.
+ * With --samples: a pool of `mmssr score` + `mmssr select` (ids only) joined to its samples.
  */
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -11,6 +12,7 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { syntheticSamples } from "../../models/synthetic-samples.js";
 import { runCurate } from "../../src/app/curator.js";
+import { validateSample } from "../../src/domain/sample.js";
 import { type Duck, openDuck } from "../support/duckdb.js";
 import { runCli } from "../support/run-cli.js";
 
@@ -348,6 +350,234 @@ describe("refusals", () => {
     const run = await runCli(["export", "--in", bad, "--format", "llama-factory", "--out", out]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/MMSSR_BAD_ROW.*bad\.parquet: row 2 .*conversations\[0\]\.from: "robot"/);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("mmssr export --samples (a pool of mmssr score + select joined to its samples)", () => {
+  let pool: string;
+  let samplesFile: string;
+  /** the samples by id as score sees them: a record without id gets its content hash, first wins */
+  const originals = new Map<string, { conversations: unknown; image?: string; system?: string }>();
+  const selected: Record<string, string> = {};
+
+  const lines = async (path: string): Promise<Record<string, unknown>[]> =>
+    (await readFile(path, "utf8"))
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  beforeAll(async () => {
+    pool = join(dir, "pool");
+    await mkdir(join(pool, "synthetic"), { recursive: true });
+    const records = syntheticSamples(30, 23) as unknown as Record<string, unknown>[];
+    for (const [k, s] of records.entries()) {
+      if (k < 20) {
+        // real image files, referenced relatively to the samples file's folder
+        await copyFile(join(FIXTURES, `mllm_demo_data/${(k % 3) + 1}.jpg`), join(pool, s.image as string));
+      } else {
+        // text-only
+        delete s.image;
+        s.conversations = (s.conversations as { from: string; value: string }[]).map((t) => ({
+          ...t,
+          value: t.value.replace("<image>\n", ""),
+        }));
+      }
+    }
+    // records without id (one in the messages form): score and export both give them the content hash
+    for (const s of syntheticSamples(8, 29) as unknown as Record<string, unknown>[]) {
+      delete s.id;
+      await copyFile(JPG, join(pool, s.image as string));
+      records.push(s);
+    }
+    const last = records[records.length - 1];
+    last.messages = (last.conversations as { from: string; value: string }[]).map((t) => ({
+      role: t.from === "human" ? "user" : "assistant",
+      content: t.value,
+    }));
+    delete last.conversations;
+    // later duplicates of an id lose (score rejects them)
+    for (const s of records.slice(0, 10))
+      records.push({
+        ...s,
+        conversations: [
+          { from: "human", value: "dup?" },
+          { from: "gpt", value: "DUPLICATE" },
+        ],
+      });
+    for (const r of records) {
+      const v = validateSample(r, { missingId: "content-hash" });
+      if (!v.ok) throw new Error(JSON.stringify(v.errors));
+      if (!originals.has(v.sample.id))
+        originals.set(v.sample.id, {
+          conversations: v.sample.conversations,
+          image: v.sample.image,
+          system: v.sample.system,
+        });
+    }
+    samplesFile = join(pool, "samples.jsonl");
+    await writeFile(samplesFile, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const scored = join(pool, "scored.parquet");
+    const score = await runCli(["score", "--in", samplesFile, "--out", scored, "--no-progress"]);
+    expect(score.code, score.stderr).toBe(0);
+    expect(score.stdout).toMatch(/scored 38 samples/);
+    for (const ext of ["parquet", "jsonl"]) {
+      selected[ext] = join(pool, `selected.${ext}`);
+      const sel = await runCli(["select", "--scores", scored, "--ratio", "0.7", "--out", selected[ext]]);
+      expect(sel.code, sel.stderr).toBe(0);
+    }
+  });
+
+  const selectedIds = async (ext: string): Promise<string[]> =>
+    ext === "jsonl"
+      ? (await lines(selected.jsonl)).map((r) => r.id as string)
+      : ((await duck.sql(`SELECT id FROM read_parquet('${selected.parquet}')`)) as { id: string }[]).map(
+          (r) => r.id,
+        );
+
+  for (const ext of ["parquet", "jsonl"])
+    it(`joins a selected .${ext} to its samples: selected order, their turns, resolvable images`, async () => {
+      const ids = await selectedIds(ext);
+      expect(ids).toHaveLength(Math.floor(38 * 0.7));
+      // some selected ids are content hashes (records without id), which the join must recompute
+      expect(ids.some((id) => id.startsWith("sha256:"))).toBe(true);
+      const out = join(dir, "train", `joined-${ext}.json`);
+      const run = await runCli([
+        "export",
+        "--in",
+        selected[ext],
+        "--samples",
+        samplesFile,
+        "--format",
+        "llava",
+        "--out",
+        out,
+      ]);
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`^exported ${ids.length} samples \\(llava\\) -> `));
+      const records = JSON.parse(await readFile(out, "utf8")) as Record<string, unknown>[];
+      expect(records.map((r) => r.id)).toEqual(ids);
+      let withImage = 0;
+      for (const rec of records) {
+        const original = originals.get(rec.id as string);
+        if (!original) throw new Error(`unknown id ${String(rec.id)}`);
+        expect(rec.conversations).toEqual(original.conversations);
+        expect(JSON.stringify(rec)).not.toContain("DUPLICATE");
+        if (original.image === undefined) expect(rec.image).toBeUndefined();
+        else {
+          // relative to the samples file's folder, written relative to the output's
+          expect(rec.image).toBe(`../pool/${original.image}`);
+          expectResolvable(out, rec.image as string);
+          withImage++;
+        }
+      }
+      expect(withImage).toBeGreaterThan(0);
+      expect(withImage).toBeLessThan(records.length);
+    });
+
+  it("exports a curate output with --samples as it does without (the samples' own copy)", async () => {
+    const input = join(base, "in.jsonl");
+    const a = join(dir, "train", "a", "x.json");
+    const b = join(dir, "train", "b", "x.json");
+    await mkdir(dirname(a), { recursive: true });
+    await mkdir(dirname(b), { recursive: true });
+    const plain = await runCli([
+      "export",
+      "--in",
+      curated,
+      "--format",
+      "llava",
+      "--out",
+      a,
+      "--image-base",
+      base,
+    ]);
+    expect(plain.code, plain.stderr).toBe(0);
+    // the image base defaults to the folder of --samples (base)
+    const joined = await runCli([
+      "export",
+      "--in",
+      curated,
+      "--samples",
+      input,
+      "--format",
+      "llava",
+      "--out",
+      b,
+    ]);
+    expect(joined.code, joined.stderr).toBe(0);
+    expect(joined.stderr).toBe("");
+    expect(JSON.parse(await readFile(b, "utf8"))).toEqual(JSON.parse(await readFile(a, "utf8")));
+    // one selected file of curate is read as a pool (its interchange columns give the ids)
+    const [file] = await readdir(join(curated, "selected"));
+    const c = join(dir, "train", "c", "x.json");
+    await mkdir(dirname(c), { recursive: true });
+    const one = await runCli([
+      "export",
+      "--in",
+      join(curated, "selected", file),
+      "--samples",
+      input,
+      "--format",
+      "llava",
+      "--out",
+      c,
+    ]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(JSON.parse(await readFile(c, "utf8"))).toEqual(JSON.parse(await readFile(a, "utf8")));
+  });
+
+  it("a selected id missing from --samples is a BAD_ROW (exit 2) naming it; nothing is written", async () => {
+    const ids = await selectedIds("parquet");
+    const gone = ids[3];
+    const partial = join(pool, "partial.jsonl");
+    const kept = (await lines(samplesFile)).filter((r) => r.id !== gone);
+    await writeFile(partial, `${kept.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const out = join(dir, "train", "missing.json");
+    const run = await runCli([
+      "export",
+      "--in",
+      selected.parquet,
+      "--samples",
+      partial,
+      "--format",
+      "llava",
+      "--out",
+      out,
+    ]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `MMSSR_BAD_ROW.*--samples: 1 of ${ids.length} selected ids .* not in .*partial\\.jsonl: "${gone}"`,
+      ),
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("refuses an --out equal to --samples (exit 2), and a pool without --samples says to add it", async () => {
+    const before = await readFile(samplesFile);
+    const over = await runCli([
+      "export",
+      "--in",
+      selected.jsonl,
+      "--samples",
+      samplesFile,
+      "--format",
+      "llava",
+      "--out",
+      samplesFile,
+    ]);
+    expect(over.code).toBe(2);
+    expect(over.stderr).toMatch(/MMSSR_USAGE.*--out: .*samples\.jsonl is the same file as --samples/);
+    expect((await readFile(samplesFile)).equals(before)).toBe(true);
+    const out = join(dir, "train", "no-samples.json");
+    const jsonl = await runCli(["export", "--in", selected.jsonl, "--format", "llava", "--out", out]);
+    expect(jsonl.code).toBe(2);
+    expect(jsonl.stderr).toMatch(/MMSSR_USAGE.*add --samples/);
+    const parquet = await runCli(["export", "--in", selected.parquet, "--format", "llava", "--out", out]);
+    expect(parquet.code).toBe(2);
+    expect(parquet.stderr).toMatch(/MMSSR_MISSING_COLUMN.*missing column conversations.*--samples/);
     expect(existsSync(out)).toBe(false);
   });
 });
