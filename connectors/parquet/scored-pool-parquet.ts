@@ -164,6 +164,21 @@ function boolData(length: number, get: (k: number) => boolean | null): Data<Bool
  */
 export const IMAGE_SOURCE_TYPE = () => new Dictionary(new Utf8(), new Int32());
 
+/**
+ * The leading columns of every scored-pool file (MMSSR.md interchange format), whichever
+ * command writes it: `id`, `image_source` (IMAGE_SOURCE_TYPE), `styles` list<utf8>, and
+ * `score_<capability>` float64 (null = missing) in contract order. The one definition that
+ * `mmssr score`, `mmssr select` and the curate sink's scored log and selected output share.
+ */
+export function interchangeFields(): Field[] {
+  return [
+    new Field("id", new Utf8(), false),
+    new Field("image_source", IMAGE_SOURCE_TYPE(), false),
+    new Field("styles", new List(new Field("item", new Utf8(), true)), false),
+    ...SCORE_COLUMNS.map((name) => new Field(name, new Float64(), true)),
+  ];
+}
+
 /** An image_source column of these values, dictionary-encoded (IMAGE_SOURCE_TYPE). */
 export function imageSourceData(values: readonly string[]): Data {
   const codes = new Map<string, number>();
@@ -390,10 +405,7 @@ function* batchesOf(
           ? stringsType
           : new Utf8();
   const fields = [
-    new Field("id", new Utf8(), false),
-    new Field("image_source", dictType, false),
-    new Field("styles", styleList, false),
-    ...SCORE_COLUMNS.map((name) => new Field(name, new Float64(), true)),
+    ...interchangeFields(),
     ...poolExtras.map(([name, kind]) => new Field(name, extraType(kind), true)),
     ...Object.keys(added).map((name) => new Field(name, new Utf8(), true)),
   ];

@@ -25,7 +25,7 @@ import {
   type Data,
   type DataType,
   Field,
-  Float64,
+  type Float64,
   Int32,
   Int64,
   List,
@@ -40,23 +40,13 @@ import {
 import type { Sample } from "../../src/domain/sample.js";
 import { NUM_CAPABILITIES } from "../../src/domain/taxonomy.js";
 import type { Decision } from "../../src/stream/stream-types.js";
-import {
-  float64Data,
-  IMAGE_SOURCE_TYPE,
-  imageSourceData,
-  SCORE_COLUMNS,
-} from "../parquet/scored-pool-parquet.js";
+import { float64Data, imageSourceData, interchangeFields } from "../parquet/scored-pool-parquet.js";
 
 const utf8List = () => new List(new Field("item", new Utf8(), true));
 const turnType = () =>
   new Struct([new Field("from", new Utf8(), false), new Field("value", new Utf8(), false)]);
 
-const LEADING_FIELDS = (): Field[] => [
-  new Field("id", new Utf8(), false),
-  new Field("image_source", IMAGE_SOURCE_TYPE(), false),
-  new Field("styles", utf8List(), false),
-  ...SCORE_COLUMNS.map((name) => new Field(name, new Float64(), true)),
-];
+const LEADING_FIELDS = interchangeFields;
 
 const ORIGIN_FIELDS = (): Field[] => [
   new Field("origin_topic", new Utf8(), false),
