@@ -89,6 +89,8 @@ export interface CurateRun {
   loadImages?: boolean;
   /** image_source of samples that name none (default "unknown") */
   imageSource?: string;
+  /** a sample whose image cannot be used: scored text-only and flagged (default), or dead-lettered */
+  badImage?: "text-only" | "reject";
   idleMs?: number;
   imageBase?: string;
   /**
@@ -271,6 +273,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       windowMs: mode === "continuous" ? Math.min(run.windowMs, 100) : run.windowMs,
       idleMs: run.idleMs,
       parse: { maxMessageBytes: run.maxMessageBytes, defaultImageSource: run.imageSource },
+      rejectBadImages: run.badImage === "reject",
       signal: stop.signal,
       live,
       log,

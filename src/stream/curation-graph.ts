@@ -9,6 +9,7 @@ import {
   share,
   tap,
 } from "rxjs";
+import { IMAGE_FAILURE_FLAGS } from "../scoring/image-source.js";
 import type { Scorer } from "../scoring/scoring-types.js";
 import type { CurationMetrics } from "./curation-metrics.js";
 import { groupLag } from "./group-lag.js";
@@ -65,6 +66,8 @@ export interface CurationGraphOptions {
    * are dead-lettered as duplicate-id (default 200,000; 0: no check)
    */
   recentIds?: number;
+  /** dead-letter (image-unusable) a sample whose image could not be used instead of deciding it text-only */
+  rejectBadImages?: boolean;
   /** aborting ends the run the same way (drain, publish, commit) */
   signal?: AbortSignal;
   /** kept up to date while it runs, for a status endpoint */
@@ -275,6 +278,35 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       const kept = window.filter(current);
       stats.droppedStale += window.length - kept.length;
       m?.droppedStale.inc(window.length - kept.length);
+      return kept;
+    }),
+    // --bad-image reject: a sample whose image could not be used is a dead letter, not a decision
+    concatMap(async (window: ScoredRecord[]): Promise<ScoredRecord[]> => {
+      if (!options.rejectBadImages) return window;
+      const kept: ScoredRecord[] = [];
+      const letters: DeadLetter[] = [];
+      for (const r of window) {
+        const failed = r.score.flags.find((f) => IMAGE_FAILURE_FLAGS.has(f));
+        if (failed === undefined) kept.push(r);
+        else
+          letters.push({
+            origin: r.origin,
+            key: null,
+            value: new TextEncoder().encode(JSON.stringify(r.sample)),
+            code: DEAD_LETTER_CODES.IMAGE_UNUSABLE,
+            reason: `its image could not be used (${failed}) and --bad-image is reject`,
+            generation: r.generation,
+          });
+      }
+      if (letters.length > 0) {
+        await deadLetters.send(letters);
+        for (const l of letters) {
+          owner.decided(l.origin, l.generation);
+          m?.deadLettered.inc({ code: l.code });
+        }
+        stats.deadLettered += letters.length;
+        stats.scored -= letters.length;
+      }
       return kept;
     }),
     filter((window) => window.length > 0),

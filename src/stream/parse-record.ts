@@ -9,6 +9,8 @@ export const DEAD_LETTER_CODES = {
   INVALID_SAMPLE: "invalid-sample",
   /** a sample whose id an earlier message of the stream already carried (recent-ids.ts) */
   DUPLICATE_ID: "duplicate-id",
+  /** --bad-image reject: the sample's image could not be used (the value is the sample's JSON) */
+  IMAGE_UNUSABLE: "image-unusable",
 } as const;
 
 export interface ParseRecordOptions {

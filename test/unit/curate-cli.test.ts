@@ -229,4 +229,47 @@ describe("mmssr curate --in", () => {
     expect(ep.code).toBe(2);
     expect(ep.stderr).toMatch(/--ep: expected cpu or cuda, got "tpu"/);
   });
+
+  it("--bad-image reject dead-letters the samples whose image cannot be used (image-unusable)", async () => {
+    const out = join(dir, "strict-images");
+    const r = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      out,
+      "--ratio",
+      "0.2",
+      "--image-base",
+      join(dir, "images"),
+      "--bad-image",
+      "reject",
+      "--progress-every",
+      "0",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/read 100 records: 80 scored .* 20 dead-lettered/);
+    const letters = (await readFile(join(out, "dead-letters.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(letters).toHaveLength(20);
+    for (const l of letters)
+      expect(l).toMatchObject({ code: "image-unusable", reason: expect.stringMatching(/image-refused/) });
+    const { readScoredPool } = await import("../../connectors/scored-pool-io.js");
+    expect((await readScoredPool(out)).size).toBe(80);
+    const bad = await runCli([
+      "curate",
+      "--in",
+      input,
+      "--out",
+      join(dir, "bi"),
+      "--ratio",
+      "0.2",
+      "--bad-image",
+      "drop",
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--bad-image: expected text-only or reject/);
+  });
 });

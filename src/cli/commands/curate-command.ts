@@ -28,6 +28,7 @@ interface CurateFlags {
   cudaFallback?: boolean;
   images: boolean;
   imageSource?: string;
+  badImage: string;
   dlqTopic?: string;
   outputTopic?: string;
   controlTopic?: string;
@@ -86,6 +87,11 @@ export function registerCurateCommand(program: Command): void {
     .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
     .option("--no-images", "do not load images: text-only scoring (flag no-image)")
     .option("--image-source <name>", "image_source of samples that name none (default: unknown)")
+    .option(
+      "--bad-image <policy>",
+      "a sample whose image cannot be used: text-only (scored, flagged) or reject (dead-lettered, image-unusable)",
+      "text-only",
+    )
     .option(
       "--until-idle <seconds>",
       "drain, publish, commit and exit once nothing arrived for this long and the group is caught up (lag 0)",
@@ -195,6 +201,7 @@ export function registerCurateCommand(program: Command): void {
         cudaFallback: flags.cudaFallback === true,
         loadImages: flags.images,
         imageSource: flags.imageSource,
+        badImage: badImageOf(flags.badImage),
         idleMs:
           flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
         imageBase: flags.imageBase,
@@ -263,6 +270,12 @@ function sourceOf(flags: CurateFlags): CurateRun["source"] {
     outputTopic: flags.outputTopic,
     controlTopic: flags.controlTopic,
   };
+}
+
+function badImageOf(policy: string): "text-only" | "reject" {
+  if (policy !== "text-only" && policy !== "reject")
+    throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(policy)}`);
+  return policy;
 }
 
 function executionProviderOf(ep: string): "cpu" | "cuda" {
