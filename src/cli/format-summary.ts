@@ -55,3 +55,26 @@ export function formatSummary(summary: SelectionSummary, options: { maxBuckets?:
     lines.push(`... ${summary.buckets.length - maxBuckets} more buckets (all of them: --summary-json FILE)`);
   return lines.join("\n");
 }
+
+/**
+ * What a curate run decided, as select's summary shows a selection: selected samples per
+ * capability that picked them (contract order), and the samples not selected by reason.
+ */
+export function formatDecisionTable(
+  selectedBy: Readonly<Record<string, number>>,
+  notSelectedBy: Readonly<Record<string, number>>,
+  capabilityOrder: readonly string[],
+): string {
+  const selected = Object.values(selectedBy).reduce((a, b) => a + b, 0);
+  const table = new Table({ head: ["capability", "selected", "share"], ...COMPACT });
+  for (const c of [
+    ...capabilityOrder,
+    ...Object.keys(selectedBy).filter((k) => !capabilityOrder.includes(k)),
+  ])
+    if (selectedBy[c]) table.push([c, String(selectedBy[c]), pct(selectedBy[c], selected)]);
+  const notSelected = Object.values(notSelectedBy).reduce((a, b) => a + b, 0);
+  const reasons = new Table({ head: ["not selected because", "samples", "share"], ...COMPACT });
+  for (const [r, n] of Object.entries(notSelectedBy).sort((a, b) => b[1] - a[1]))
+    reasons.push([r, String(n), pct(n, notSelected)]);
+  return `${selected > 0 ? table.toString() : "nothing selected"}\n${notSelected > 0 ? reasons.toString() : "every decided sample was selected"}`;
+}

@@ -86,6 +86,10 @@ export interface CurationStats {
   skippedPublished: number;
   /** records and decisions of a generation that was over by the time they got somewhere */
   droppedStale: number;
+  /** selected samples by the capability that picked them */
+  selectedBy: Record<string, number>;
+  /** samples decided and not selected, by reason */
+  notSelectedBy: Record<string, number>;
 }
 
 /** What a running graph holds right now. */
@@ -110,6 +114,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     commits: 0,
     skippedPublished: 0,
     droppedStale: 0,
+    selectedBy: {},
+    notSelectedBy: {},
   };
   if (options.live) options.live.stats = stats;
   const recentIds = new RecentIds(options.recentIds ?? 200_000);
@@ -317,7 +323,16 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       onWritten: (kept, dropped) => {
         stats.droppedStale += dropped;
         m?.droppedStale.inc(dropped);
-        stats.selected += kept.filter((d) => d.selected).length;
+        for (const d of kept) {
+          if (d.selected) {
+            stats.selected++;
+            const c = d.pickedBy ?? "unknown";
+            stats.selectedBy[c] = (stats.selectedBy[c] ?? 0) + 1;
+          } else {
+            const r = d.reason ?? "unknown";
+            stats.notSelectedBy[r] = (stats.notSelectedBy[r] ?? 0) + 1;
+          }
+        }
         if (!m) return;
         const now = Date.now();
         for (const d of kept) {

@@ -63,6 +63,9 @@ describe("mmssr curate --in", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/read 100 records: 100 scored/);
     expect(r.stdout).toMatch(/images: 20 of 40 could not be used \(image-refused 20\)/);
+    // what was decided, as select's summary shows it: per capability, and why not
+    expect(r.stdout).toMatch(/│ capability +│ selected │ share │/);
+    expect(r.stdout).toMatch(/│ not selected because │ samples │ share +│\n│ budget +│ 80 +│ 100\.0% +│/);
     expect(r.stderr).toMatch(/WARNING: 20 of 40 images could not be used \(image-refused 20\)/);
     const strict = await runCli([
       "curate",

@@ -5,8 +5,10 @@ import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
 import { type CurateRun, type CurateSummary, runCurate } from "../../app/curator.js";
 import { isLoopbackHost } from "../../control/admin-server.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
+import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
 import { parseIntegerFlag, parseNumberFlag, parseShareFlag, usageError } from "../cli-errors.js";
+import { formatDecisionTable } from "../format-summary.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 import { checkImageBase, parseHostList } from "./score-command.js";
 
@@ -305,6 +307,7 @@ export function formatCurateStats(s: CurateSummary): string {
     `decided: published ${s.published.scored} scored / ${s.published.selected} selected row(s) in ${s.published.files} file(s); ` +
       `${s.skippedPublished} read again and already published; ${s.givenUp} given up to other owners`,
   ];
+  lines.push(formatDecisionTable(s.selectedBy, s.notSelectedBy, CAPABILITY_IDS));
   lines.push(s.images.summary);
   if (s.lag)
     lines.push(
