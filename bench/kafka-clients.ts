@@ -1,6 +1,8 @@
 /**
  * npm run bench:kafka-clients — which Kafka client the Source should use (issue 7), measured
- * against a real broker.
+ * against a real broker. @platformatic/kafka is not a dependency of the project: the npm script
+ * installs it (--no-save) and compiles this file alone (tsconfig.kafka-clients.json); the
+ * project's own typecheck and build leave this file out.
  *
  *   npm run bench:kafka-clients [-- --cells consume,rebalance,duplicates] [--variants ...] [--repeat 1]
  *   (all cells once take about 4.5 min on 2 cores; --cells consume,rebalance about 1 min,
