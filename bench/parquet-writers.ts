@@ -5,6 +5,10 @@
  *
  *   npx tsx bench/parquet-writers.ts [--n 1000000] [--only <candidate>] [--timeout-s 300]
  *
+ * @dsnp/parquetjs is not a dependency of the project (its @zenfs packages want Node >= 22 and
+ * made every `npm ci` warn EBADENGINE): `npm run bench:parquet-writers` installs it (--no-save)
+ * first; it is loaded with require() at run time, so the typecheck does not need it.
+ *
  * Peak RSS is process.resourceUsage().maxRSS of the child, which includes the generated pool
  * (reported separately as "RSS after generate").
  */
