@@ -18,6 +18,7 @@ import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
 import { writeDecisions } from "./operators/write-decisions.js";
 import {
   DEAD_LETTER_CODES,
+  deadLetterOf,
   type ParsedRecord,
   type ParseRecordOptions,
   parseRawRecord,
@@ -224,37 +225,40 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
         `${origin.topic}:${origin.partition}:${origin.offset}`,
       );
       if (first === undefined) return parsed;
-      return {
-        ok: false,
-        deadLetter: {
-          origin,
-          key: raw.key,
-          value: raw.value,
-          code: DEAD_LETTER_CODES.DUPLICATE_ID,
-          reason: `sample id ${JSON.stringify(parsed.record.sample.id)} was already decided from ${first}: a stream decides an id once`,
-          generation: raw.generation,
-        },
-      };
+      return deadLetterOf(
+        raw,
+        DEAD_LETTER_CODES.DUPLICATE_ID,
+        `sample id ${JSON.stringify(parsed.record.sample.id)} was already decided from ${first}: a stream decides an id once`,
+      );
     }),
     share(),
   );
 
+  /** Dead letters are decided once the sink has them (durable), and counted. */
+  const sendDeadLetters = async (letters: DeadLetter[]): Promise<void> => {
+    await deadLetters.send(letters);
+    for (const l of letters) {
+      owner.decided(l.origin, l.generation);
+      m?.deadLettered.inc({ code: l.code });
+    }
+    stats.deadLettered += letters.length;
+  };
   const dead$ = parsed$.pipe(
     filter((p): p is { ok: false; deadLetter: DeadLetter } => !p.ok),
     map((p) => p.deadLetter),
     bufferTime(250, null, 500),
     filter((letters) => letters.length > 0),
-    concatMap(async (letters) => {
-      await deadLetters.send(letters);
-      for (const l of letters) {
-        owner.decided(l.origin, l.generation);
-        m?.deadLettered.inc({ code: l.code });
-      }
-      stats.deadLettered += letters.length;
-    }),
+    concatMap(sendDeadLetters),
   );
 
   const current = (r: SampleRecord): boolean => owner.isCurrent(r.origin, r.generation);
+  /** The records still of their generation; the others' partitions moved (their owner decides them). */
+  const dropStale = <T extends SampleRecord>(window: T[]): T[] => {
+    const kept = window.filter(current);
+    stats.droppedStale += window.length - kept.length;
+    m?.droppedStale.inc(window.length - kept.length);
+    return kept;
+  };
   const decided$ = parsed$.pipe(
     filter((p): p is { ok: true; record: SampleRecord } => p.ok),
     map((p) => p.record),
@@ -266,12 +270,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       if (options.live) options.live.windowFill -= window.length;
     }),
     // a window may hold records of a generation that ended while it filled: not ours to score
-    map((window) => {
-      const kept = window.filter(current);
-      stats.droppedStale += window.length - kept.length;
-      m?.droppedStale.inc(window.length - kept.length);
-      return kept;
-    }),
+    map(dropStale),
     filter((window) => window.length > 0),
     scoreWindows(scorer, (window) => {
       stats.scored += window.length;
@@ -280,12 +279,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       m?.windows.inc();
     }),
     // ... or lose its partition while it was scored
-    map((window) => {
-      const kept = window.filter(current);
-      stats.droppedStale += window.length - kept.length;
-      m?.droppedStale.inc(window.length - kept.length);
-      return kept;
-    }),
+    map(dropStale),
     // --bad-image reject: a sample whose image could not be used is a dead letter, not a decision
     concatMap(async (window: ScoredRecord[]): Promise<ScoredRecord[]> => {
       if (!options.rejectBadImages) return window;
@@ -305,12 +299,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
           });
       }
       if (letters.length > 0) {
-        await deadLetters.send(letters);
-        for (const l of letters) {
-          owner.decided(l.origin, l.generation);
-          m?.deadLettered.inc({ code: l.code });
-        }
-        stats.deadLettered += letters.length;
+        await sendDeadLetters(letters);
         stats.scored -= letters.length;
       }
       return kept;

@@ -29,12 +29,9 @@ export type ParsedRecord = { ok: true; record: SampleRecord } | { ok: false; dea
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
-/**
- * Decides what a raw message is: a sample to curate, or a dead letter with its reason. Never
- * throws: every input leaves as exactly one of the two, so nothing is silently dropped.
- */
-export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {}): ParsedRecord {
-  const dead = (code: string, reason: string): ParsedRecord => ({
+/** A raw message as a dead letter with its stable code and reason: key and value as received. */
+export function deadLetterOf(raw: RawRecord, code: string, reason: string): ParsedRecord {
+  return {
     ok: false,
     deadLetter: {
       origin: raw.origin,
@@ -44,7 +41,15 @@ export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {})
       reason,
       generation: raw.generation,
     },
-  });
+  };
+}
+
+/**
+ * Decides what a raw message is: a sample to curate, or a dead letter with its reason. Never
+ * throws: every input leaves as exactly one of the two, so nothing is silently dropped.
+ */
+export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {}): ParsedRecord {
+  const dead = (code: string, reason: string): ParsedRecord => deadLetterOf(raw, code, reason);
   if (raw.value === null || raw.value.length === 0)
     return dead(DEAD_LETTER_CODES.EMPTY, "message has no value");
   const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
