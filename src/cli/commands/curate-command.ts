@@ -9,8 +9,8 @@ import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
 import { parseIntegerFlag, parseNumberFlag, parseShareFlag, usageError } from "../cli-errors.js";
 import { formatDecisionTable } from "../format-summary.js";
+import { checkImageBase, parseHostList } from "../image-flags.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
-import { checkImageBase, parseHostList } from "./score-command.js";
 
 interface CurateFlags {
   brokers?: string;

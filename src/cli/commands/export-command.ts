@@ -40,6 +40,7 @@ import { IMAGE_PLACEHOLDER, type Sample, validateSample } from "../../domain/sam
 import { AtomicFile, writeFileAtomic } from "../../util/atomic-file.js";
 import { claimOwnedDir, refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, usageError } from "../cli-errors.js";
+import { checkImageBase } from "../image-flags.js";
 
 export const EXPORT_FORMATS = ["llava", "llama-factory"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -404,8 +405,7 @@ export async function runExport(flags: ExportFlags): Promise<ExportSummary> {
   const base = resolve(
     flags.imageBase ?? (flags.samples === undefined ? "." : dirname(resolve(flags.samples))),
   );
-  if (flags.imageBase !== undefined && !(await statOrNull(base))?.isDirectory())
-    throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `--image-base: ${flags.imageBase} is not a folder`);
+  if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
 
   // with --samples the join happens (and may fail) before anything is written
   let rows: AsyncIterable<{ file: string; row: SelectedRow }> | Iterable<{ file: string; row: SelectedRow }>;

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { type FileHandle, open, readFile, rm, stat, truncate } from "node:fs/promises";
+import { type FileHandle, open, readFile, rm, truncate } from "node:fs/promises";
 import { dirname, extname, join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
@@ -13,17 +13,13 @@ import { writeScoredPoolParquet } from "../../../connectors/parquet/scored-pool-
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { formatSampleErrors, type Sample, validateSample } from "../../domain/sample.js";
 import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
-import {
-  createImageLoader,
-  IMAGE_FAILURE_FLAGS,
-  ImageHealth,
-  normalizeHostPattern,
-} from "../../scoring/image-source.js";
+import { createImageLoader, IMAGE_FAILURE_FLAGS, ImageHealth } from "../../scoring/image-source.js";
 import { createOnnxScorer } from "../../scoring/onnx-scorer.js";
 import type { SampleScore } from "../../scoring/scoring-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseShareFlag, usageError } from "../cli-errors.js";
+import { checkImageBase, parseHostList } from "../image-flags.js";
 
 interface ScoreFlags {
   in: string;
@@ -332,43 +328,6 @@ export async function runScore(flags: ScoreFlags): Promise<void> {
       ERROR_CODES.BAD_ROW,
       `${imageHealth.failed} of ${imageHealth.named} samples naming an image (${(100 * imageHealth.share).toFixed(1)}%) could not use it (${imageHealth.breakdown()}), more than --max-missing-images ${maxMissingImages}; check --image-base (relative paths resolve against ${imageBase})`,
     );
-}
-
-/**
- * --image-base must name an existing folder: a typo must not score everything text-only.
- * Exported for `mmssr curate`, which takes the same flag.
- */
-export async function checkImageBase(dir: string): Promise<void> {
-  let isDir: boolean;
-  try {
-    isDir = (await stat(dir)).isDirectory();
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === "ENOENT" || code === "ENOTDIR") throw usageError(`--image-base: ${dir} does not exist`);
-    throw usageError(`--image-base: cannot read ${dir} (${String(code ?? err)})`);
-  }
-  if (!isDir) throw usageError(`--image-base: ${dir} is not a folder`);
-}
-
-/**
- * "--allow-image-hosts a.example.com,*.cdn.example.org" -> normalized patterns (none: []), a
- * usage error naming the flag for a bad entry. Exported for `mmssr curate`.
- */
-export function parseHostList(raw: string | undefined): string[] {
-  if (raw === undefined) return [];
-  const list = raw
-    .split(",")
-    .map((h) => h.trim())
-    .filter((h) => h !== "");
-  if (list.length === 0)
-    throw usageError(`--allow-image-hosts: expected a comma list of hosts, got ${JSON.stringify(raw)}`);
-  return list.map((h) => {
-    try {
-      return normalizeHostPattern(h);
-    } catch (err) {
-      throw usageError(`--allow-image-hosts: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
