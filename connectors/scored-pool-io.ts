@@ -4,8 +4,8 @@ import { ERROR_CODES, MmssrError } from "../src/domain/errors.js";
 import { type ScoredPool, ScoredPoolBuilder } from "../src/pool/scored-pool.js";
 import { readScoredPoolJsonl, writeScoredPoolJsonl } from "./files/scored-pool-jsonl.js";
 import { readScoredPoolParquet, writeScoredPoolParquet } from "./parquet/scored-pool-parquet.js";
-import { readPublishedEntries } from "./sink/shared-output.js";
-import { MANIFESTS_DIR } from "./sink/sink-manifest.js";
+import { publishedFiles } from "./sink/shared-output.js";
+import { LEGACY_MANIFEST_NAME, MANIFESTS_DIR } from "./sink/sink-manifest.js";
 
 /** The two forms of the scored-pool interchange format, told apart by file extension. */
 export type PoolFormat = "jsonl" | "parquet";
@@ -64,10 +64,8 @@ function readScoredPoolFile(path: string): Promise<ScoredPool> {
 async function poolFilesOf(dir: string): Promise<string[]> {
   const entries = await readdir(dir);
   let files: string[];
-  if (entries.includes(MANIFESTS_DIR) || entries.includes("manifest.jsonl")) {
-    files = (await readPublishedEntries(dir))
-      .filter((e) => e.kind === "scored")
-      .map((e) => join(dir, e.file));
+  if (entries.includes(MANIFESTS_DIR) || entries.includes(LEGACY_MANIFEST_NAME)) {
+    files = await publishedFiles(dir, "scored");
   } else {
     files = entries
       .filter((name) => /\.(jsonl|ndjson|parquet)$/i.test(name) && !name.startsWith("."))

@@ -364,3 +364,20 @@ export async function readPublishedEntries(dir: string): Promise<ManifestEntry[]
   await index.refresh();
   return index.all();
 }
+
+/**
+ * The published files of one kind (scored or selected) of an output location, as paths under
+ * `dir`, in stream order: by topic, partition, then first offset.
+ */
+export async function publishedFiles(dir: string, kind: ManifestEntry["kind"]): Promise<string[]> {
+  return (await readPublishedEntries(dir))
+    .filter((e) => e.kind === kind)
+    .sort(
+      (a, b) =>
+        (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0) ||
+        a.partition - b.partition ||
+        Number(BigInt(a.firstOffset) - BigInt(b.firstOffset)) ||
+        (a.file < b.file ? -1 : a.file > b.file ? 1 : 0),
+    )
+    .map((e) => join(dir, e.file));
+}

@@ -33,7 +33,7 @@ import type { Command } from "commander";
 import { readSampleRecords, sampleFormatOf } from "../../../connectors/files/sample-reader.js";
 import { readSelectedRows, type SelectedRow } from "../../../connectors/parquet/selected-rows.js";
 import { readScoredPool } from "../../../connectors/scored-pool-io.js";
-import { readPublishedEntries } from "../../../connectors/sink/shared-output.js";
+import { publishedFiles, readPublishedEntries } from "../../../connectors/sink/shared-output.js";
 import { LEGACY_MANIFEST_NAME, MANIFESTS_DIR } from "../../../connectors/sink/sink-manifest.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { IMAGE_PLACEHOLDER, type Sample, validateSample } from "../../domain/sample.js";
@@ -142,22 +142,12 @@ async function resolveInput(path: string): Promise<ExportInput> {
   const s = await statOrNull(path);
   if (s === null) throw new MmssrError(ERROR_CODES.FILE_NOT_FOUND, `--in: ${path}: no such file or folder`);
   if (!s.isDirectory()) return { dir: false, files: [path], read: [path] };
-  const entries = await readPublishedEntries(path);
-  if (entries.length === 0)
+  if ((await readPublishedEntries(path)).length === 0)
     throw new MmssrError(
       ERROR_CODES.FILE_NOT_FOUND,
       `--in: ${path} has no manifest listing published files (${MANIFESTS_DIR}/*.jsonl or ${LEGACY_MANIFEST_NAME}): give the --out folder of mmssr curate after it published, or one selected .parquet file`,
     );
-  const selected = entries
-    .filter((e) => e.kind === "selected")
-    .sort(
-      (a, b) =>
-        (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0) ||
-        a.partition - b.partition ||
-        Number(BigInt(a.firstOffset) - BigInt(b.firstOffset)) ||
-        (a.file < b.file ? -1 : a.file > b.file ? 1 : 0),
-    );
-  const files = selected.map((e) => join(path, e.file));
+  const files = await publishedFiles(path, "selected");
   let manifests: string[] = [];
   try {
     manifests = (await readdir(join(path, MANIFESTS_DIR)))
