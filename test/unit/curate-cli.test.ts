@@ -44,22 +44,27 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** `mmssr curate --in` of the test input at ratio 0.2, images inside DIR/images, no progress lines. */
+const curateInput = (out: string, ...flags: string[]) =>
+  runCli([
+    "curate",
+    "--in",
+    input,
+    "--out",
+    out,
+    "--ratio",
+    "0.2",
+    "--image-base",
+    join(dir, "images"),
+    ...flags,
+    "--progress-every",
+    "0",
+  ]);
+
 describe("mmssr curate --in", () => {
   it("curates a file through the graph; images outside --image-base are refused and counted", async () => {
     const out = join(dir, "out");
-    const r = await runCli([
-      "curate",
-      "--in",
-      input,
-      "--out",
-      out,
-      "--ratio",
-      "0.2",
-      "--image-base",
-      join(dir, "images"),
-      "--progress-every",
-      "0",
-    ]);
+    const r = await curateInput(out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/read 100 records: 100 scored/);
     expect(r.stdout).toMatch(/images: 20 of 40 could not be used \(image-refused 20\)/);
@@ -67,37 +72,10 @@ describe("mmssr curate --in", () => {
     expect(r.stdout).toMatch(/│ capability +│ selected │ share │/);
     expect(r.stdout).toMatch(/│ not selected because │ samples │ share +│\n│ budget +│ 80 +│ 100\.0% +│/);
     expect(r.stderr).toMatch(/WARNING: 20 of 40 images could not be used \(image-refused 20\)/);
-    const strict = await runCli([
-      "curate",
-      "--in",
-      input,
-      "--out",
-      join(dir, "out2"),
-      "--ratio",
-      "0.2",
-      "--image-base",
-      join(dir, "images"),
-      "--max-missing-images",
-      "0.1",
-      "--progress-every",
-      "0",
-    ]);
+    const strict = await curateInput(join(dir, "out2"), "--max-missing-images", "0.1");
     expect(strict.code).toBe(2);
     expect(strict.stderr).toMatch(/20 of 40 images could not be used, more than --max-missing-images 0\.1/);
-    const trusted = await runCli([
-      "curate",
-      "--in",
-      input,
-      "--out",
-      join(dir, "out3"),
-      "--ratio",
-      "0.2",
-      "--image-base",
-      join(dir, "images"),
-      "--allow-images-outside-base",
-      "--progress-every",
-      "0",
-    ]);
+    const trusted = await curateInput(join(dir, "out3"), "--allow-images-outside-base");
     expect(trusted.code, trusted.stderr).toBe(0);
     expect(trusted.stdout).toMatch(/images: all 40 used/);
     // published as a curate output: one manifest of this run
@@ -193,24 +171,7 @@ describe("mmssr curate --in", () => {
 
   it("takes the scoring flags of mmssr score: --no-images, --image-source, --threads, --ep", async () => {
     const out = join(dir, "flags");
-    const r = await runCli([
-      "curate",
-      "--in",
-      input,
-      "--out",
-      out,
-      "--ratio",
-      "0.2",
-      "--image-base",
-      join(dir, "images"),
-      "--no-images",
-      "--image-source",
-      "web-crawl",
-      "--threads",
-      "2",
-      "--progress-every",
-      "0",
-    ]);
+    const r = await curateInput(out, "--no-images", "--image-source", "web-crawl", "--threads", "2");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/images: not loaded \(--no-images\): text-only scores/);
     const { readScoredPool } = await import("../../connectors/scored-pool-io.js");
@@ -235,21 +196,7 @@ describe("mmssr curate --in", () => {
 
   it("--bad-image reject dead-letters the samples whose image cannot be used (image-unusable)", async () => {
     const out = join(dir, "strict-images");
-    const r = await runCli([
-      "curate",
-      "--in",
-      input,
-      "--out",
-      out,
-      "--ratio",
-      "0.2",
-      "--image-base",
-      join(dir, "images"),
-      "--bad-image",
-      "reject",
-      "--progress-every",
-      "0",
-    ]);
+    const r = await curateInput(out, "--bad-image", "reject");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/read 100 records: 80 scored .* 20 dead-lettered/);
     const letters = (await readFile(join(out, "dead-letters.jsonl"), "utf8"))
