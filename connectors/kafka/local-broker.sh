@@ -158,7 +158,12 @@ format_storage() {
   [ -f "$data_dir/logs/meta.properties" ] && return 0
   # A KRaft cluster id: 16 random bytes, base64url without padding.
   local cluster_id
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # a random base64url UUID; one that starts with "-" would be read as an option by the tool's
+  # argument parser (and Kafka's own generator never makes one), so draw again
+  cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   say "formatting storage in $data_dir/logs (cluster id $cluster_id)"
   if ! java "${java_args[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" \
     --config "$data_dir/server.properties" --ignore-formatted >"$data_dir/format.log" 2>&1; then
