@@ -30,7 +30,7 @@ export function createSampleFeaturizer(
   spec: FeatureSpec,
   options: SampleFeaturizerOptions = {},
 ): SampleFeaturizer {
-  if (spec.kind !== "mmssr-hashed/v1")
+  if (spec.kind !== "mmssr-hashed/v1" && spec.kind !== "mmssr-hashed/v2")
     throw new Error(`featurizer kind ${JSON.stringify(spec.kind)} is not known to this version`);
   const layout = featureLayout(spec);
   if (layout.image[1] !== spec.dims)
@@ -104,7 +104,7 @@ export function createSampleFeaturizer(
 
 /** The featurizer of mmssr-lite: 2048 + 2048 hashed text dims, 64 source, 32 form, 39 image. */
 export const DEFAULT_FEATURE_SPEC: FeatureSpec = {
-  kind: "mmssr-hashed/v1",
+  kind: "mmssr-hashed/v2",
   dims: 2048 + 2048 + 64 + 32 + 39,
   text: { questionDims: 2048, answerDims: 2048, ngrams: [1, 2], maxChars: 8000, hashSeed: 17 },
   sourceDims: 64,

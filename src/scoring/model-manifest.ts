@@ -27,7 +27,7 @@ const nonNegInt = z.number().int().nonnegative();
 
 const featureSpecSchema = z
   .strictObject({
-    kind: z.literal("mmssr-hashed/v1"),
+    kind: z.enum(["mmssr-hashed/v1", "mmssr-hashed/v2"]),
     dims: posInt,
     text: z.strictObject({
       questionDims: nonNegInt,

@@ -36,7 +36,8 @@ export interface Scorer {
 
 /** The featurizer of manifest.json: how a sample becomes the model's float32 input row. */
 export interface FeatureSpec {
-  kind: "mmssr-hashed/v1";
+  /** v2: v1 plus answer-to-options form features and, optionally, vision-model image features */
+  kind: "mmssr-hashed/v1" | "mmssr-hashed/v2";
   /** total length of the feature vector; equals the ONNX input's second dimension */
   dims: number;
   text: {

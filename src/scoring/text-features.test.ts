@@ -1,8 +1,14 @@
-/** Golden and property tests of the text half of the mmssr-hashed/v1 featurizer. */
+/** Golden and property tests of the text half of the mmssr-hashed featurizers (v1 and v2). */
 import { describe, expect, it } from "vitest";
 import { murmur3 } from "../util/hash32.js";
 import { DEFAULT_FEATURE_SPEC } from "./featurize-samples.js";
-import { FORM_FEATURES_USED, featureLayout, tokenize, writeTextFeatures } from "./text-features.js";
+import {
+  FORM_FEATURES_USED,
+  FORM_FEATURES_USED_V2,
+  featureLayout,
+  tokenize,
+  writeTextFeatures,
+} from "./text-features.js";
 
 const spec = DEFAULT_FEATURE_SPEC;
 const row = (questions: string[], answers: string[], imageSource = "coco", hasImage = true) => {
@@ -35,9 +41,32 @@ describe("writeTextFeatures", () => {
     expect(block(out, layout.image).every((v) => v === 0)).toBe(true);
     expect(
       block(out, layout.form)
-        .subarray(FORM_FEATURES_USED)
+        .subarray(FORM_FEATURES_USED_V2)
         .every((v) => v === 0),
     ).toBe(true);
+  });
+
+  it("v2 says whether the answer picks one of the question's labelled options, by label or by text", () => {
+    const f = (q: string, a: string, kind: "mmssr-hashed/v1" | "mmssr-hashed/v2" = "mmssr-hashed/v2") => {
+      const out = new Float32Array(spec.dims);
+      writeTextFeatures(
+        { questions: [q], answers: [a], imageSource: "x", hasImage: false },
+        { ...spec, kind },
+        out,
+        0,
+      );
+      return Array.from(block(out, layout.form).subarray(FORM_FEATURES_USED, FORM_FEATURES_USED_V2));
+    };
+    const q = "Context: A food web.\nWhich is a producer?\nA. hawk\nB. grass\nC. frog";
+    expect(f(q, "B")).toEqual([1, 0, 0, 1]);
+    expect(f(q, "The answer is (B).")).toEqual([1, 0, 0, 1]);
+    expect(f(q, "grass")).toEqual([0, 1, 0, 1]);
+    expect(f(q, "E")).toEqual([0, 0, 0, 1]); // not one of the labels
+    expect(f("What is the total?", "$12.50")).toEqual([0, 0, 1, 0]);
+    expect(f("What is the value in 2019?", "42%")).toEqual([0, 0, 1, 0]);
+    expect(f("What color is the bus?", "B")).toEqual([0, 0, 0, 0]); // a letter without options
+    // v1 models were trained without these: their inputs must not change.
+    expect(f(q, "B", "mmssr-hashed/v1")).toEqual([0, 0, 0, 0]);
   });
 
   it("is deterministic and case-insensitive", () => {

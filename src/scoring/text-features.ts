@@ -107,14 +107,51 @@ function count(re: RegExp, text: string): number {
 
 const squash = (x: number, scale: number): number => Math.log1p(Math.max(0, x)) / scale;
 
-/** Number of form features filled; the rest of the form block stays 0 (room for later versions). */
+/** Number of form features filled by mmssr-hashed/v1; the rest of the form block stays 0. */
 export const FORM_FEATURES_USED = 16;
+/** mmssr-hashed/v2 adds the answer-to-options features after v1's. */
+export const FORM_FEATURES_USED_V2 = 20;
 
-function formFeatures(questions: readonly string[], answers: readonly string[], hasImage: boolean): number[] {
+const OPTION_LABELLED_LINE = /(?:^|\n)[ \t]*\(?([A-Ha-h]|[1-9])[).:][ \t]+([^\n]+)/g;
+const OPTION_ANSWER = /^(?:the )?(?:answer|option|choice)?(?: is)?:?\s*\(?([A-Ha-h]|[1-9])\)?[.)]?(?:\s|$)/i;
+const NUMERIC_ANSWER = /^[-+$€£]?\s*\d[\d,.]*\s*(?:%|percent|[a-z]{0,3})?\.?$/i;
+
+/**
+ * Whether the last answer picks one of the question's labelled options, by its label ("B",
+ * "(B) ...") or by its text: the mark of a multiple-choice item however the question words it,
+ * which n-grams alone learn only from the exact phrasings seen in training.
+ */
+function optionAnswerFeatures(q: string, lastAnswer: string): [number, number] {
+  const labels = new Map<string, string>();
+  for (const m of q.matchAll(OPTION_LABELLED_LINE)) labels.set(m[1].toUpperCase(), m[2].trim().toLowerCase());
+  if (labels.size < 2) return [0, 0];
+  const a = lastAnswer.trim();
+  const byLabel = OPTION_ANSWER.exec(a);
+  const pickedByLabel = byLabel !== null && labels.has(byLabel[1].toUpperCase()) ? 1 : 0;
+  const text = a.toLowerCase().replace(/[.!]$/, "");
+  let pickedByText = 0;
+  for (const option of labels.values()) if (option.replace(/[.!]$/, "") === text) pickedByText = 1;
+  return [pickedByLabel, pickedByText];
+}
+
+function formFeatures(
+  questions: readonly string[],
+  answers: readonly string[],
+  hasImage: boolean,
+  version: 1 | 2,
+): number[] {
   const q = questions.join("\n");
   const a = answers.join("\n");
   const lastAnswer = answers.at(-1) ?? "";
   const lastWords = tokenize(lastAnswer).length;
+  const v2 =
+    version === 2
+      ? [
+          ...optionAnswerFeatures(q, lastAnswer),
+          NUMERIC_ANSWER.test(lastAnswer.trim()) ? 1 : 0,
+          /(?:^|\n)\s*context:/i.test(q) ? 1 : 0,
+        ]
+      : [];
   return [
     squash(answers.length, 3),
     squash(a.length, 8),
@@ -132,6 +169,7 @@ function formFeatures(questions: readonly string[], answers: readonly string[], 
     /(^|\n)\s*hint:/i.test(q) ? 1 : 0,
     Math.min(count(FORMAT, q), 4) / 4,
     Math.min(count(COMPARE, q) + count(COMPARE, a), 8) / 8,
+    ...v2,
   ].map((v) => (Number.isFinite(v) ? v : 0));
 }
 
@@ -179,7 +217,7 @@ export function writeTextFeatures(
   const [s0, s1] = layout.source;
   if (s1 > s0)
     out[base + s0 + (murmur3(input.imageSource.toLowerCase(), spec.text.hashSeed) % (s1 - s0))] = 1;
-  const form = formFeatures(questions, answers, input.hasImage);
+  const form = formFeatures(questions, answers, input.hasImage, spec.kind === "mmssr-hashed/v2" ? 2 : 1);
   const [f0, f1] = layout.form;
   for (let k = 0; k < form.length && f0 + k < f1; k++) out[base + f0 + k] = form[k];
   return truncated;
