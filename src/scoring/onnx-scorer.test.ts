@@ -26,7 +26,7 @@ describe("createOnnxScorer", () => {
   it("gives the same scores one by one (micro-batched) as in one batch, on 2 workers", async () => {
     const scorer = await createOnnxScorer({ modelDir: MODEL, workers: 2, batchSize: 8, maxWaitMs: 5 });
     try {
-      expect(scorer.id).toBe("mmssr-lite@1.0.0");
+      expect(scorer.id).toBe("mmssr-lite@2.0.0");
       const whole = await scorer.score(samples);
       const single = await Promise.all(samples.map((s) => scorer.scoreOne(s)));
       expect(single).toHaveLength(samples.length);

@@ -416,7 +416,7 @@ describe("mmssr demo", () => {
     expect(res.code, res.stderr).toBe(0);
     // 26 bundled real records + 1500 synthetic + 2 malformed lines
     expect(res.stdout).toMatch(
-      /read 1528 records: 1526 scored with mmssr-lite@1\.0\.0 in 4 window\(s\), (\d+) selected, 2 dead-lettered/,
+      /read 1528 records: 1526 scored with mmssr-lite@2\.0\.0 in 4 window\(s\), (\d+) selected, 2 dead-lettered/,
     );
     const selectedCount = Number(/(\d+) selected/.exec(res.stdout)?.[1]);
     const curated = join(outDir, "curated");

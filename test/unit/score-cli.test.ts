@@ -46,14 +46,14 @@ describe("mmssr score", () => {
       "--no-progress",
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/scored 20 samples with mmssr-lite@1\.0\.0 on cpu/);
+    expect(r.stdout).toMatch(/scored 20 samples with mmssr-lite@2\.0\.0 on cpu/);
     // every image is missing: still exit 0 (no --max-missing-images), but loud about it
     expect(r.stdout).toMatch(/images: 20 of 20 could not be used \(image-missing 20\)/);
     expect(r.stderr).toMatch(/mmssr score: WARNING: 20 of 20 images could not be used/);
     const rows = await lines(out);
     expect(rows).toHaveLength(20);
     for (const row of rows) {
-      expect(row.model).toBe("mmssr-lite@1.0.0");
+      expect(row.model).toBe("mmssr-lite@2.0.0");
       // the COCO images these records name are not in the fixtures
       expect(row.flags).toContain("image-missing");
       for (const v of Object.values(row.scores as Record<string, number>))
