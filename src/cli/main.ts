@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/errors.js";
 import { packageRoot } from "../util/package-root.js";
+import { registerAnnotateCommand } from "./commands/annotate-command.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerDlqCommand } from "./commands/dlq-command.js";
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerPolicyCommand(program);
   registerDlqCommand(program);
   registerExportCommand(program);
+  registerAnnotateCommand(program);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const cmd of all(program.commands))
     cmd.exitOverride().configureOutput({
