@@ -6,6 +6,7 @@ import type { ImageLoader } from "./image-source.js";
 import { hasImageReference } from "./rule-teacher.js";
 import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
 import { featureLayout, writeTextFeatures } from "./text-features.js";
+import { VisionFeaturizer, type VisionFeaturizerOptions } from "./vision/vision-features.js";
 
 /**
  * The TypeScript half of a model: turns samples into the float32 rows its manifest describes
@@ -16,11 +17,15 @@ export interface SampleFeaturizer {
   readonly spec: FeatureSpec;
   /** One row per sample in a [n x spec.dims] matrix, and each sample's flags. Never rejects for one bad sample. */
   featurize(samples: readonly Sample[]): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
+  /** Releases the vision models' sessions, if the spec has any. */
+  close(): Promise<void>;
 }
 
 export interface SampleFeaturizerOptions {
   /** Loads images; without one every sample is featurized text-only (flag "no-image" when it names one). */
   imageLoader?: ImageLoader;
+  /** Options of the vision models (specs with a `vision` block only). */
+  vision?: VisionFeaturizerOptions;
 }
 
 /** Images in flight per featurize call: enough to keep sharp's 4 threads and the disk busy. */
@@ -33,9 +38,17 @@ export function createSampleFeaturizer(
   if (spec.kind !== "mmssr-hashed/v1" && spec.kind !== "mmssr-hashed/v2")
     throw new Error(`featurizer kind ${JSON.stringify(spec.kind)} is not known to this version`);
   const layout = featureLayout(spec);
-  if (layout.image[1] !== spec.dims)
-    throw new Error(`featurizer dims ${spec.dims} != the sum of its blocks (${layout.image[1]})`);
+  if (layout.vision[1] !== spec.dims)
+    throw new Error(`featurizer dims ${spec.dims} != the sum of its blocks (${layout.vision[1]})`);
   const { imageLoader } = options;
+  // Vision sessions are created on the first image, not for text-only runs.
+  const visionSpec = spec.vision;
+  let vision: Promise<VisionFeaturizer> | undefined;
+  const visionOf = (): Promise<VisionFeaturizer> | undefined => {
+    if (visionSpec === undefined) return undefined;
+    vision ??= VisionFeaturizer.create(visionSpec, options.vision);
+    return vision;
+  };
 
   async function imageBlock(
     sample: Sample,
@@ -62,6 +75,17 @@ export function createSampleFeaturizer(
       return false;
     }
     out.set(desc.features, row * spec.dims + layout.image[0]);
+    const models = visionOf();
+    if (models !== undefined) {
+      const v = await (await models).features(loaded.bytes);
+      if (!v.ok) {
+        // The image decoded for the descriptor but not for a model: score it as image-less.
+        out.fill(0, row * spec.dims + layout.image[0], row * spec.dims + layout.vision[1]);
+        flags.push(v.flag);
+        return false;
+      }
+      out.set(v.vector, row * spec.dims + layout.vision[0]);
+    }
     return true;
   }
 
@@ -99,6 +123,11 @@ export function createSampleFeaturizer(
       }
       return { features, flags };
     },
+    async close() {
+      const models = vision;
+      vision = undefined;
+      if (models !== undefined) await (await models).close();
+    },
   };
 }
 
@@ -110,4 +139,18 @@ export const DEFAULT_FEATURE_SPEC: FeatureSpec = {
   sourceDims: 64,
   formDims: 32,
   image: { size: 64, dims: 39 },
+};
+
+/**
+ * The featurizer of mmssr-vision: mmssr-lite's, plus text in the image (PP-OCRv4 detection at
+ * 320 px, the cheapest size that still finds text in most images that have it) and MobileNetV2's
+ * class probabilities and embedding projection. About 40 ms of CPU per image more (BENCHMARKS.md).
+ */
+export const VISION_FEATURE_SPEC: FeatureSpec = {
+  ...DEFAULT_FEATURE_SPEC,
+  dims: DEFAULT_FEATURE_SPEC.dims + 14 + 38,
+  vision: {
+    textInImage: { maxSide: 320, dims: 14 },
+    embedding: { model: "mobilenet-v2-nsfwjs", dims: 38 },
+  },
 };

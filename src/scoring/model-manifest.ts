@@ -39,9 +39,24 @@ const featureSpecSchema = z
     sourceDims: nonNegInt,
     formDims: nonNegInt,
     image: z.strictObject({ size: posInt, dims: nonNegInt }),
+    vision: z
+      .strictObject({
+        textInImage: z
+          .strictObject({ maxSide: posInt, recognize: z.boolean().optional(), dims: posInt })
+          .optional(),
+        embedding: z.strictObject({ model: z.string().min(1), dims: posInt }).optional(),
+      })
+      .optional(),
   })
   .superRefine((f, ctx) => {
-    const sum = f.text.questionDims + f.text.answerDims + f.sourceDims + f.formDims + f.image.dims;
+    if (f.vision !== undefined && f.kind !== "mmssr-hashed/v2")
+      ctx.addIssue({
+        code: "custom",
+        path: ["vision"],
+        message: "a vision block needs kind mmssr-hashed/v2",
+      });
+    const vision = (f.vision?.textInImage?.dims ?? 0) + (f.vision?.embedding?.dims ?? 0);
+    const sum = f.text.questionDims + f.text.answerDims + f.sourceDims + f.formDims + f.image.dims + vision;
     if (sum !== f.dims) {
       ctx.addIssue({
         code: "custom",
@@ -49,7 +64,7 @@ const featureSpecSchema = z
         message:
           `dims is ${f.dims} but the parts sum to ${sum} (text.questionDims ${f.text.questionDims} + ` +
           `text.answerDims ${f.text.answerDims} + sourceDims ${f.sourceDims} + formDims ${f.formDims} + ` +
-          `image.dims ${f.image.dims})`,
+          `image.dims ${f.image.dims} + vision dims ${vision})`,
       });
     }
   });

@@ -116,6 +116,7 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     async close() {
       await batcher?.close();
       await pool.close();
+      await featurizer.close();
     },
   };
   return scorer;

@@ -244,6 +244,21 @@ describe("ruleTeacherLabel: capability ordering", () => {
     expect(score(s, "ocr")).toBeGreaterThan(score(s, "humanities"));
   });
 
+  it("image evidence: text in the image raises ocr, a drawing data and stem, a plain photo scene", () => {
+    const s = rec(["<image>\nWhat is this?", "A page."]);
+    const at = (e: Parameters<typeof ruleTeacherLabel>[1], cap: CapabilityId) =>
+      ruleTeacherLabel(s, e).scores[capabilityIndex(cap)];
+    const none = { textAreaShare: 0, textBoxes: 0, drawing: 0.01 };
+    const page = { textAreaShare: 0.4, textBoxes: 30, drawing: 0.01 };
+    const chart = { textAreaShare: 0.05, textBoxes: 4, drawing: 0.8 };
+    expect(at(page, "ocr")).toBe(at(undefined, "ocr") + 1.5);
+    expect(at(chart, "ocr")).toBe(at(undefined, "ocr") + 0.5);
+    expect(at(chart, "data")).toBe(at(undefined, "data") + 0.5);
+    expect(at(chart, "stem")).toBe(at(undefined, "stem") + 0.5);
+    expect(at(none, "scene")).toBe(at(undefined, "scene") + 0.5);
+    expect(at(none, "ocr")).toBe(at(undefined, "ocr"));
+  });
+
   it("the image_source raises ocr for document sources", () => {
     const q = ["<image>\nWhat is the name of the dealer?", "A. C. Monk"];
     expect(score(rec(q, { image_source: "docvqa" }), "ocr")).toBeGreaterThan(

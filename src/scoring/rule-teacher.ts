@@ -534,8 +534,29 @@ function countMatches(re: RegExp, text: string): number {
 
 const NOT_OCR_UPPER_RE = /^(?:YES|NO|OK)$/;
 
+/**
+ * What the vision models saw in a sample's image (src/scoring/vision): the share of the image
+ * covered by text boxes, their number, and MobileNetV2's probability of a drawing (as against a
+ * photo). The rule teacher reads text; with this it also counts text in the image towards `ocr`
+ * and a drawing towards `data` and `stem`, the evidence a VLM teacher would have.
+ */
+export interface ImageEvidence {
+  textAreaShare: number;
+  textBoxes: number;
+  drawing: number;
+}
+
+function imageCues(e: ImageEvidence, add: (cap: CapabilityId, weight: number, rule: string) => void): void {
+  if (e.textAreaShare >= 0.15 || e.textBoxes >= 12) add("ocr", 1.5, "image: text covers much of it");
+  else if (e.textBoxes >= 3) add("ocr", 0.5, "image: some text");
+  if (e.drawing >= 0.5) {
+    add("data", 0.5, "image: a drawing");
+    add("stem", 0.5, "image: a drawing");
+  } else if (e.textBoxes === 0) add("scene", 0.5, "image: a photo without text");
+}
+
 /** Labels one sample and lists every cue that fired (rules in the header). */
-export function explainRuleTeacher(sample: Sample): RuleTeacherExplanation {
+export function explainRuleTeacher(sample: Sample, evidence?: ImageEvidence): RuleTeacherExplanation {
   const { questions, answers } = layoutConversation(sample);
   const flags = new Array<boolean>(NUM_STYLES).fill(false);
   for (let i = 0; i < questions.length; i++) pairStyles(questions[i], answers[i] ?? "", flags);
@@ -554,6 +575,8 @@ export function explainRuleTeacher(sample: Sample): RuleTeacherExplanation {
     const text = c.field === "q" ? q : c.field === "a" ? a : c.field === "qa" ? `${q}\n${a}` : src;
     if (c.re.test(text)) add(c.cap, c.weight, `${c.field}:${c.re.source}`);
   }
+
+  if (evidence !== undefined) imageCues(evidence, add);
 
   // Form cues.
   if (flags[S_MC]) add("logical", 1, "style:multi-choice");
@@ -602,8 +625,8 @@ export function explainRuleTeacher(sample: Sample): RuleTeacherExplanation {
 }
 
 /** Labels one sample (rules in the header). Deterministic; never throws on a validated Sample. */
-export function ruleTeacherLabel(sample: Sample): RuleTeacherLabel {
-  const { scores, styles } = explainRuleTeacher(sample);
+export function ruleTeacherLabel(sample: Sample, evidence?: ImageEvidence): RuleTeacherLabel {
+  const { scores, styles } = explainRuleTeacher(sample, evidence);
   return { scores, styles };
 }
 

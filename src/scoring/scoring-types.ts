@@ -61,4 +61,14 @@ export interface FeatureSpec {
     /** descriptor dims: colour histogram, luminance grid, edge energy, aspect, has-image flag */
     dims: number;
   };
+  /** v2 only: features from vision models, after the image block (absent: none, the fast default) */
+  vision?: VisionSpec;
+}
+
+/** Which vision models fill the vision block, in this order. */
+export interface VisionSpec {
+  /** PP-OCRv4 text detection (and recognition when `recognize`) at `maxSide`; dims 14 */
+  textInImage?: { maxSide: number; recognize?: boolean; dims: number };
+  /** MobileNetV2 class probabilities + embedding projection; dims 38 */
+  embedding?: { model: string; dims: number };
 }

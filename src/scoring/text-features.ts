@@ -16,6 +16,8 @@ export interface FeatureLayout {
   source: [number, number];
   form: [number, number];
   image: [number, number];
+  /** the vision-model block (empty when the spec has none) */
+  vision: [number, number];
 }
 
 export function featureLayout(spec: FeatureSpec): FeatureLayout {
@@ -24,7 +26,8 @@ export function featureLayout(spec: FeatureSpec): FeatureLayout {
   const s = a + spec.sourceDims;
   const f = s + spec.formDims;
   const i = f + spec.image.dims;
-  return { question: [0, q], answer: [q, a], source: [a, s], form: [s, f], image: [f, i] };
+  const v = i + (spec.vision?.textInImage?.dims ?? 0) + (spec.vision?.embedding?.dims ?? 0);
+  return { question: [0, q], answer: [q, a], source: [a, s], form: [s, f], image: [f, i], vision: [i, v] };
 }
 
 const TOKEN_SPLIT = /[^\p{L}\p{N}]+/u;

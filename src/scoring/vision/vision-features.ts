@@ -1,0 +1,118 @@
+/**
+ * The vision-model block of a featurizer (mmssr-hashed/v2 with `vision` in its spec): text in the
+ * image from the PP-OCRv4 detector (optionally the recogniser) and the MobileNetV2 class
+ * probabilities and embedding projection. Both models ship inside npm packages or this repository;
+ * nothing is downloaded. They cost tens of ms of CPU per image (BENCHMARKS.md, "Image models"),
+ * which is why the fast default model has no vision block and the richer one does.
+ */
+import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
+import type { ScoreFlag, VisionSpec } from "../scoring-types.js";
+import {
+  IMAGE_EMBED_FEATURE_DIMS,
+  IMAGE_EMBED_MODEL_NAME,
+  ImageEmbedder,
+  imageEmbedFeatures,
+} from "./image-embedder.js";
+import { OcrImageError } from "./ocr-image.js";
+import { OcrEngine, TEXT_IN_IMAGE_DIMS } from "./text-in-image.js";
+
+/** Length of the vision block a spec asks for (0 without one). */
+export function visionDims(spec: VisionSpec | undefined): number {
+  if (spec === undefined) return 0;
+  return (spec.textInImage?.dims ?? 0) + (spec.embedding?.dims ?? 0);
+}
+
+/** Throws unless the spec's dims match the layouts this version computes. */
+export function checkVisionSpec(spec: VisionSpec): void {
+  if (spec.textInImage !== undefined && spec.textInImage.dims !== TEXT_IN_IMAGE_DIMS)
+    throw new MmssrError(
+      ERROR_CODES.MODEL_INVALID,
+      `featurizer.vision.textInImage.dims must be ${TEXT_IN_IMAGE_DIMS}, got ${spec.textInImage.dims}`,
+    );
+  if (spec.embedding !== undefined) {
+    if (spec.embedding.model !== IMAGE_EMBED_MODEL_NAME)
+      throw new MmssrError(
+        ERROR_CODES.MODEL_INVALID,
+        `featurizer.vision.embedding.model ${JSON.stringify(spec.embedding.model)} is not known (known: ${IMAGE_EMBED_MODEL_NAME})`,
+      );
+    if (spec.embedding.dims !== IMAGE_EMBED_FEATURE_DIMS)
+      throw new MmssrError(
+        ERROR_CODES.MODEL_INVALID,
+        `featurizer.vision.embedding.dims must be ${IMAGE_EMBED_FEATURE_DIMS}, got ${spec.embedding.dims}`,
+      );
+  }
+}
+
+export type VisionFeatureResult =
+  | { ok: true; vector: Float32Array }
+  | { ok: false; flag: ScoreFlag; reason: string };
+
+export interface VisionFeaturizerOptions {
+  /** onnxruntime intra-op threads of each vision session (default 1) */
+  intraOpNumThreads?: number;
+}
+
+/** Runs the vision models a spec names on one image at a time; sessions are created once. */
+export class VisionFeaturizer {
+  private constructor(
+    private readonly spec: VisionSpec,
+    private readonly ocr: OcrEngine | undefined,
+    private readonly embedder: ImageEmbedder | undefined,
+  ) {}
+
+  static async create(spec: VisionSpec, options: VisionFeaturizerOptions = {}): Promise<VisionFeaturizer> {
+    checkVisionSpec(spec);
+    const threads = options.intraOpNumThreads ?? 1;
+    const ocr =
+      spec.textInImage === undefined
+        ? undefined
+        : await OcrEngine.create({
+            intraOpNumThreads: threads,
+            loadRecognizer: spec.textInImage.recognize === true,
+          });
+    try {
+      const embedder =
+        spec.embedding === undefined ? undefined : await ImageEmbedder.load({ intraOpNumThreads: threads });
+      return new VisionFeaturizer(spec, ocr, embedder);
+    } catch (err) {
+      await ocr?.close();
+      throw err;
+    }
+  }
+
+  get dims(): number {
+    return visionDims(this.spec);
+  }
+
+  /** The vision block of one decoded-able image; a bad image gives its flag, never a rejection. */
+  async features(bytes: Uint8Array): Promise<VisionFeatureResult> {
+    const vector = new Float32Array(this.dims);
+    try {
+      let offset = 0;
+      if (this.ocr !== undefined && this.spec.textInImage !== undefined) {
+        const t = await this.ocr.textInImage(bytes, {
+          maxSide: this.spec.textInImage.maxSide,
+          recognize: this.spec.textInImage.recognize === true,
+        });
+        vector.set(t.vector, offset);
+        offset += t.vector.length;
+      }
+      if (this.embedder !== undefined)
+        vector.set(imageEmbedFeatures(await this.embedder.embed(bytes)), offset);
+      return { ok: true, vector };
+    } catch (err) {
+      if (err instanceof OcrImageError) return { ok: false, flag: err.flag, reason: err.message };
+      if (err instanceof MmssrError && err.code === ERROR_CODES.INVALID_SAMPLE)
+        return {
+          ok: false,
+          flag: /too-large/.test(err.message) ? "image-too-large" : "image-corrupt",
+          reason: err.message,
+        };
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.ocr?.close(), this.embedder?.close()]);
+  }
+}
