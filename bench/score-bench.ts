@@ -25,7 +25,7 @@
  * CUDA provider cannot load the bench says so and exits with code 2.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -49,6 +49,8 @@ const has = (name: string): boolean => args.includes(name);
 const self = fileURLToPath(import.meta.url);
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const modelDir = join(repoRoot, "models", "mmssr-lite");
+/** The richer model: the same plus the vision block (PP-OCRv4 detection, MobileNetV2). */
+const visionModelDir = join(repoRoot, "models", "mmssr-vision");
 const dataDir = resolve(flag("--data", join(repoRoot, "..", "shared", "data")));
 const RECORDS = join(dataDir, "_derived", "LLaVA-pr1902_blip_laion_cc_sbu_2k.subset_with_images.json");
 const IMAGE_BASE = join(dataDir, "LLaVA-pr1902", "playground", "data", "LLaVA-Pretrain", "images");
@@ -56,7 +58,11 @@ const IMAGE_BASE = join(dataDir, "LLaVA-pr1902", "playground", "data", "LLaVA-Pr
 const BATCHES = [1, 32, 256, 1024];
 const WORKERS = [1, 2];
 const OVERHEAD_BATCH = 256;
-type Input = "text" | "images";
+type Input = "text" | "images" | "vision";
+/** Vision cells: every image once (the vision block caches by image content, so repeats would be free). */
+const VISION_BATCHES = [32, 256];
+const inputLabel = (input: Input): string =>
+  input === "text" ? "text-only" : input === "images" ? "with images" : "with images, mmssr-vision";
 
 interface Cell {
   input: Input;
@@ -89,6 +95,7 @@ interface ChildResult {
 }
 
 function sampleCount(input: Input, batch: number, quick: boolean): number {
+  if (input === "vision") return quick ? 108 : 216;
   if (input === "text") {
     if (batch === 1) return quick ? 500 : 3000;
     return quick ? 4096 : 20480;
@@ -147,16 +154,17 @@ const sessionOptions = (ep: ExecutionProvider): ort.InferenceSession.SessionOpti
 async function child(input: Input, workers: number, ep: ExecutionProvider, quick: boolean): Promise<void> {
   const repeats = quick ? 1 : 2;
   const log = (m: string) => process.stderr.write(`[${input} w${workers}] ${m}\n`);
-  const imageLoader = input === "images" ? createImageLoader({ baseDir: IMAGE_BASE }) : undefined;
+  const imageLoader = input !== "text" ? createImageLoader({ baseDir: IMAGE_BASE }) : undefined;
+  const batches = input === "vision" ? VISION_BATCHES : BATCHES;
   const cells: Cell[] = [];
   let overhead: Overhead | undefined;
   let provider: ExecutionProvider = ep;
-  const maxN = Math.max(...BATCHES.map((b) => sampleCount(input, b, quick)));
+  const maxN = Math.max(...batches.map((b) => sampleCount(input, b, quick)));
   const all = input === "text" ? syntheticSamples(maxN, 3) : realSamples(maxN);
 
-  for (const batch of BATCHES) {
+  for (const batch of batches) {
     const scorer = await createOnnxScorer({
-      modelDir,
+      modelDir: input === "vision" ? visionModelDir : modelDir,
       workers,
       intraOpThreads: 1,
       executionProvider: ep,
@@ -168,7 +176,8 @@ async function child(input: Input, workers: number, ep: ExecutionProvider, quick
     const inFlight = 2 * workers;
     const samples = all.slice(0, sampleCount(input, batch, quick));
     const warm = samples.slice(0, Math.min(samples.length, Math.max(64, 2 * inFlight * batch)));
-    await drive(scorer, warm, batch, inFlight);
+    // vision: warm the sessions on one image only; more would fill the vision block's cache
+    await drive(scorer, input === "vision" ? samples.slice(0, 1) : warm, batch, inFlight);
     const h = monitorEventLoopDelay({ resolution: 1 });
     const flagged: Record<string, number> = {};
     let bestMs = Number.POSITIVE_INFINITY;
@@ -182,7 +191,7 @@ async function child(input: Input, workers: number, ep: ExecutionProvider, quick
     }, 1);
     const tWall = performance.now();
     h.enable();
-    for (let r = 0; r < repeats; r++) {
+    for (let r = 0; r < (input === "vision" ? 1 : repeats); r++) {
       bestMs = Math.min(bestMs, await drive(scorer, samples, batch, inFlight, r === 0 ? flagged : undefined));
     }
     h.disable();
@@ -327,8 +336,8 @@ async function parent(): Promise<void> {
   if (ep === "cuda") await probeCuda();
 
   const results: ChildResult[] = [];
-  for (const input of ["text", "images"] as const)
-    for (const w of WORKERS) results.push(runChild(input, w, ep, quick));
+  const inputs: Input[] = ["text", "images", ...(existsSync(visionModelDir) ? (["vision"] as const) : [])];
+  for (const input of inputs) for (const w of WORKERS) results.push(runChild(input, w, ep, quick));
 
   const cpu = cpus();
   const out: string[] = [];
@@ -344,12 +353,12 @@ async function parent(): Promise<void> {
   );
   const cell = (input: Input, w: number, b: number) =>
     results.find((r) => r.input === input && r.workers === w)?.cells.find((c) => c.batch === b);
-  for (const input of ["text", "images"] as const) {
-    for (const b of BATCHES) {
+  for (const input of inputs) {
+    for (const b of input === "vision" ? VISION_BATCHES : BATCHES) {
       const c1 = cell(input, 1, b);
       const c2 = cell(input, 2, b);
       out.push(
-        `| ${input === "text" ? "text-only" : "with images"} | ${b} | ${fmt(c1?.samples ?? 0)} | ${fmt(c1?.samplesPerSec ?? 0)} | ${fmt(c2?.samplesPerSec ?? 0)} |`,
+        `| ${inputLabel(input)} | ${b} | ${fmt(c1?.samples ?? 0)} | ${fmt(c1?.samplesPerSec ?? 0)} | ${fmt(c2?.samplesPerSec ?? 0)} |`,
       );
     }
   }
@@ -366,7 +375,7 @@ async function parent(): Promise<void> {
   for (const r of results)
     for (const c of r.cells)
       out.push(
-        `| ${c.input === "text" ? "text-only" : "with images"} | ${c.workers} | ${c.batch} | ${fmt(c.eld.p50, 1)} | ${fmt(c.eld.p99, 1)} | ${fmt(c.eld.max, 1)} | ${fmt(c.eld.count)} / ${fmt(c.eld.wallMs)} | ${fmt(c.eld.longestGapMs, 1)} |`,
+        `| ${inputLabel(c.input)} | ${c.workers} | ${c.batch} | ${fmt(c.eld.p50, 1)} | ${fmt(c.eld.p99, 1)} | ${fmt(c.eld.max, 1)} | ${fmt(c.eld.count)} / ${fmt(c.eld.wallMs)} | ${fmt(c.eld.longestGapMs, 1)} |`,
       );
   out.push(
     "",
@@ -380,9 +389,7 @@ async function parent(): Promise<void> {
     const flags = Object.entries(f)
       .map(([k, v]) => `${k} ${v}`)
       .join(", ");
-    out.push(
-      `| ${r.input === "text" ? "text-only" : "with images"} | ${r.workers} | ${fmt(r.maxRssMb)} | ${flags || "none"} |`,
-    );
+    out.push(`| ${inputLabel(r.input)} | ${r.workers} | ${fmt(r.maxRssMb)} | ${flags || "none"} |`);
   }
   const o = results.find((r) => r.overhead)?.overhead;
   if (o) {
@@ -417,6 +424,24 @@ async function parent(): Promise<void> {
     `| full path <= 1.15 x bare run, batch 256 text-only 1 worker | ${o ? fmt(o.ratio, 2) : "-"} | ${o ? (o.ratio <= 1.15 ? "yes" : "no") : "-"} |`,
     `| event-loop delay p99 < 20 ms at full load (2 workers, batch 256: text-only and with images) | worst p99 ${fmt(worstP99, 1)} ms, longest timer gap ${fmt(worstGap, 1)} ms${thin ? " (histogram nearly empty: the loop hardly turned)" : ""} | ${eldMet ? "yes" : "no"} |`,
   );
+  const v = cell("vision", 1, 256);
+  const i256 = cell("images", 1, 256);
+  if (v && i256 && t256) {
+    const us = (c: Cell) => fmt(1e6 / c.samplesPerSec, 0);
+    out.push(
+      "",
+      "What a sample costs (1 worker, batch 256; the teacher rows are requests to a chat-completions server,",
+      "each a generation of a 7B VLM in `released` mode, of a general VLM in `rubric` mode):",
+      "",
+      "| path | requests or passes per sample | µs per sample here |",
+      "|---|---:|---:|",
+      `| mmssr-lite, text-only | 1/256 of one forward pass | ${us(t256)} |`,
+      `| mmssr-lite, with images | 1/256 of one forward pass | ${us(i256)} |`,
+      `| mmssr-vision, with images | 1/256 of one pass + 2 vision-model runs per image | ${us(v)} |`,
+      "| `mmssr annotate --mode released` | 15 requests (14 capabilities + styles) | (server-bound) |",
+      "| `mmssr annotate --mode rubric` | 1 request (+ retries on a bad answer) | (server-bound) |",
+    );
+  }
   process.stdout.write(`${out.join("\n")}\n`);
 }
 

@@ -14,36 +14,63 @@
  *
  *   node dist/models/build-mmssr-lite.js [--data ../shared/data] [--out models/mmssr-lite]
  *     [--synthetic 8000] [--synthetic-tasks 12000] [--permissive-only] [--holdout-out DIR]
+ *     [--vision]   build models/mmssr-vision instead: the same corpus, half of the generated
+ *                  chart / document / science questions with a rendered image of their kind and
+ *                  half of the generated photo questions with a real photo, the rule teacher
+ *                  seeing what the vision models see in each image, and the featurizer's vision block
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createSampleFeaturizer, DEFAULT_FEATURE_SPEC } from "../src/scoring/featurize-samples.js";
+import { parseArgs } from "node:util";
+import { capabilityIndex } from "../src/domain/taxonomy.js";
+import {
+  createSampleFeaturizer,
+  DEFAULT_FEATURE_SPEC,
+  VISION_FEATURE_SPEC,
+} from "../src/scoring/featurize-samples.js";
 import { type FitOptions, fitModel, type LabelledSample } from "../src/scoring/fit/fit-model.js";
 import { createImageLoader } from "../src/scoring/image-source.js";
 import { createOnnxScorer } from "../src/scoring/onnx-scorer.js";
 import { RuleTeacherScorer } from "../src/scoring/rule-teacher.js";
 import { packageRoot } from "../src/util/package-root.js";
-import { formatMeasures, measure, scoreAll } from "./eval-weak-labels.js";
+import { auc, formatMeasures, measure, scoreAll } from "./eval-weak-labels.js";
+import { imageEvidence } from "./image-evidence.js";
 import { loadSeedCorpus } from "./seed-corpus.js";
 import { syntheticSamples } from "./synthetic-samples.js";
+import { renderTaskImages } from "./synthetic-task-images.js";
 import { syntheticTaskQuestions } from "./synthetic-task-questions.js";
 import { loadWeakLabelled, WEAK_SOURCES, type WeakRecord } from "./weak-labelled-corpus.js";
-import { describePriors, GROUP_PRIORS, WEAK_TEACHER_ID, weakTeacherLabel } from "./weak-teacher.js";
+import {
+  describePriors,
+  GROUP_PRIORS,
+  WEAK_TEACHER_ID,
+  WEAK_VISION_TEACHER_ID,
+  weakTeacherLabel,
+} from "./weak-teacher.js";
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const k = args.indexOf(name);
-  return k >= 0 ? args[k + 1] : fallback;
-};
+const { values: opts } = parseArgs({
+  options: {
+    data: { type: "string", default: "../shared/data" },
+    out: { type: "string" },
+    synthetic: { type: "string", default: "8000" },
+    "synthetic-tasks": { type: "string", default: "12000" },
+    "permissive-only": { type: "boolean", default: false },
+    /** where to keep the measured (held-out) model; by default a temp folder, removed */
+    "holdout-out": { type: "string", default: "" },
+    vision: { type: "boolean", default: false },
+  },
+});
 const root = packageRoot();
-const dataDir = resolve(root, flag("--data", "../shared/data"));
-const outDir = resolve(root, flag("--out", "models/mmssr-lite"));
-const syntheticCount = Number(flag("--synthetic", "8000"));
-const taskCount = Number(flag("--synthetic-tasks", "12000"));
-const permissiveOnly = args.includes("--permissive-only");
-/** where to keep the measured (held-out) model; by default it is written to a temp folder and removed */
-const holdoutOut = flag("--holdout-out", "");
+const dataDir = resolve(root, opts.data);
+const withVision = opts.vision;
+const modelId = withVision ? "mmssr-vision" : "mmssr-lite";
+const outDir = resolve(root, opts.out ?? `models/${modelId}`);
+const syntheticCount = Number(opts.synthetic);
+const taskCount = Number(opts["synthetic-tasks"]);
+const permissiveOnly = opts["permissive-only"];
+const holdoutOut = opts["holdout-out"];
 
 /**
  * Whole sources the measured model does not train on: one of each group the issue measures
@@ -56,17 +83,51 @@ const weak = loadWeakLabelled(dataDir).filter((r) => !permissiveOnly || r.source
 const synthetic = syntheticSamples(syntheticCount, 2503);
 const tasks = syntheticTaskQuestions(taskCount, 1003);
 
-const labelWeak = (r: WeakRecord): LabelledSample => weakTeacherLabel(r.sample, r.source);
+const scratchImages = withVision ? await mkdtemp(join(tmpdir(), "mmssr-build-images-")) : "";
+const PHOTO_DIR = "LLaVA-pr1902/playground/data/LLaVA-Pretrain/images";
+const PHOTOS = "_derived/LLaVA-pr1902_blip_laion_cc_sbu_2k.subset_with_images.json";
+/** Real photos: every third is kept out of training for the image-side check. */
+const photos = withVision
+  ? (JSON.parse(readFileSync(join(dataDir, PHOTOS), "utf8")) as { image: string }[]).map((r) =>
+      join(dataDir, PHOTO_DIR, r.image),
+    )
+  : [];
+const trainPhotos = photos.filter((_, k) => k % 3 !== 0);
+const checkPhotos = photos.filter((_, k) => k % 3 === 0);
+if (withVision) {
+  const rendered = await renderTaskImages(scratchImages, 300, 77);
+  tasks.forEach((t, i) => {
+    if (i % 8 >= 4) return; // half keep a missing image, as most real records do
+    const pool = t.group === "photo" ? trainPhotos : rendered[t.group as "chart" | "document" | "science"];
+    t.sample.image = pool[(i * 7) % pool.length];
+  });
+}
+const imageLoader = createImageLoader({
+  baseDir: dataDir,
+  allowUrls: false,
+  allowLocalOutsideBase: withVision,
+});
+const spec = withVision ? VISION_FEATURE_SPEC : DEFAULT_FEATURE_SPEC;
+const teacherId = withVision ? WEAK_VISION_TEACHER_ID : WEAK_TEACHER_ID;
+const evidence = withVision
+  ? await imageEvidence(
+      [...seed.map((r) => r.sample), ...tasks.map((t) => t.sample)],
+      imageLoader,
+      spec.vision?.textInImage?.maxSide ?? 320,
+    )
+  : new Map();
+
+const labelWeak = (r: WeakRecord): LabelledSample =>
+  weakTeacherLabel(r.sample, r.source, evidence.get(r.sample.id));
 const common: LabelledSample[] = [
-  ...seed.map((r) => weakTeacherLabel(r.sample, GROUP_PRIORS.other)),
+  ...seed.map((r) => weakTeacherLabel(r.sample, GROUP_PRIORS.other, evidence.get(r.sample.id))),
   ...synthetic.map((s) => weakTeacherLabel(s)),
-  ...tasks.map((t) => weakTeacherLabel(t.sample, GROUP_PRIORS[t.group])),
+  ...tasks.map((t) => weakTeacherLabel(t.sample, GROUP_PRIORS[t.group], evidence.get(t.sample.id))),
 ];
 const weakTrain = weak.filter((r) => !HELD_OUT_SOURCES.has(r.source.name));
 const weakHeld = weak.filter((r) => HELD_OUT_SOURCES.has(r.source.name));
 
-const imageLoader = createImageLoader({ baseDir: dataDir, allowUrls: false });
-const featurizer = createSampleFeaturizer(DEFAULT_FEATURE_SPEC, { imageLoader });
+const featurizer = createSampleFeaturizer(spec, { imageLoader });
 const train = { hidden: 64, epochs: 12, batchSize: 64, learningRate: 2e-3, seed: 7 };
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const t0 = performance.now();
@@ -92,8 +153,9 @@ try {
       m: measure(weakHeld, await scoreAll(new RuleTeacherScorer(), weakHeld)),
     },
   ];
-  await student.close();
   heldOutTable = formatMeasures(rows);
+  if (withVision) heldOutTable += `\n\n${await imageSideCheck(student)}`;
+  await student.close();
 } finally {
   if (holdoutOut === "") await rm(scratch, { recursive: true, force: true });
 }
@@ -110,9 +172,9 @@ const sourcesTable = [
 ].join("\n");
 const result = await fitModel([...common, ...weak.map(labelWeak)], featurizer, {
   outDir,
-  id: "mmssr-lite",
-  version: "2.0.0",
-  teacher: WEAK_TEACHER_ID,
+  id: modelId,
+  version: withVision ? "1.0.0" : "2.0.0",
+  teacher: teacherId,
   train,
   cardNotes: [
     "",
@@ -152,8 +214,51 @@ const result = await fitModel([...common, ...weak.map(labelWeak)], featurizer, {
   subsets: [{ name: "the real records", ids: new Set([...seed, ...weak].map((r) => r.sample.id)) }],
   log,
 });
+await featurizer.close();
 await imageLoader.close();
+if (withVision) await rm(scratchImages, { recursive: true, force: true });
 process.stdout.write(
   `wrote ${outDir} (${result.trainSize} train, ${result.holdoutSize} held out) in ${((performance.now() - t0) / 1000).toFixed(1)} s; onnx sha256 ${result.manifest.onnx.sha256}\n`,
 );
 process.stdout.write(`${heldOutTable}\n`);
+
+/**
+ * The image side alone: one neutral question about images the measured model never saw, rendered
+ * charts / pages / diagrams of new seeds against the real photos kept out of training, ranked on
+ * data / ocr / stem. Text is the same for all, so only the vision block can separate them.
+ */
+async function imageSideCheck(student: Awaited<ReturnType<typeof createOnnxScorer>>): Promise<string> {
+  const fresh = await renderTaskImages(join(scratchImages, "check"), 60, 991);
+  const ask = (id: string, image: string) => ({
+    id,
+    image,
+    image_source: "unknown",
+    conversations: [
+      { from: "human" as const, value: "<image>\nWhat is shown in the image?" },
+      { from: "gpt" as const, value: "It is shown in the image." },
+    ],
+  });
+  const photoScores = await student.score(checkPhotos.map((p, k) => ask(`photo-${k}`, p)));
+  const rows: string[] = [];
+  for (const [group, capId] of [
+    ["chart", "data"],
+    ["document", "ocr"],
+    ["science", "stem"],
+  ] as const) {
+    const cap = capabilityIndex(capId);
+    const scores = await student.score(fresh[group].map((p, k) => ask(`${group}-${k}`, p)));
+    rows.push(
+      `| rendered ${group} vs real photos | ${capId} | ${auc(
+        scores.map((s) => s.scores[cap]),
+        photoScores.map((s) => s.scores[cap]),
+      ).toFixed(3)} |`,
+    );
+  }
+  return [
+    `Image side alone (the same question for every image; ${checkPhotos.length} real photos kept out of training, 60 rendered images of each kind from a new seed):`,
+    "",
+    "| images | capability | AUC |",
+    "|---|---|---:|",
+    ...rows,
+  ].join("\n");
+}

@@ -12,6 +12,7 @@
  * It always scores the rule teacher (the "keyword rules" baseline) beside the model.
  */
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import type { StyleName } from "../src/domain/taxonomy.js";
 import { capabilityIndex } from "../src/domain/taxonomy.js";
 import { createImageLoader } from "../src/scoring/image-source.js";
@@ -106,15 +107,18 @@ export function formatMeasures(rows: readonly { name: string; m: WeakLabelMeasur
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const flag = (name: string, fallback: string): string => {
-    const k = args.indexOf(name);
-    return k >= 0 ? args[k + 1] : fallback;
-  };
+  const { values } = parseArgs({
+    options: {
+      data: { type: "string", default: "../shared/data" },
+      model: { type: "string", default: "models/mmssr-lite" },
+      sources: { type: "string", default: "" },
+      json: { type: "boolean", default: false },
+    },
+  });
   const root = packageRoot();
-  const dataDir = resolve(root, flag("--data", "../shared/data"));
-  const modelDir = resolve(root, flag("--model", "models/mmssr-lite"));
-  const only = flag("--sources", "");
+  const dataDir = resolve(root, values.data);
+  const modelDir = resolve(root, values.model);
+  const only = values.sources;
   let records = loadWeakLabelled(dataDir);
   if (only !== "") {
     const keep = new Set(only.split(","));
@@ -129,7 +133,7 @@ async function main(): Promise<void> {
   ];
   await model.close();
   await imageLoader.close();
-  if (args.includes("--json")) process.stdout.write(`${JSON.stringify(rows)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
   else {
     process.stdout.write(
       `# eval:weak-labels  model ${modelDir}  data ${dataDir}  records ${records.length}\n`,

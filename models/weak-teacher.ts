@@ -9,10 +9,12 @@
 import type { Sample } from "../src/domain/sample.js";
 import { type CapabilityId, capabilityIndex, styleIndex } from "../src/domain/taxonomy.js";
 import type { LabelledSample } from "../src/scoring/fit/fit-model.js";
-import { RULE_TEACHER_ID, ruleTeacherLabel } from "../src/scoring/rule-teacher.js";
+import { type ImageEvidence, RULE_TEACHER_ID, ruleTeacherLabel } from "../src/scoring/rule-teacher.js";
 import type { WeakGroup } from "./weak-labelled-corpus.js";
 
 export const WEAK_TEACHER_ID = `${RULE_TEACHER_ID}+weak-labels@1`;
+/** The same, where the rule teacher also saw what the vision models found in each image. */
+export const WEAK_VISION_TEACHER_ID = `${RULE_TEACHER_ID}+image-evidence+weak-labels@1`;
 
 /** What a record's weak label says: the capabilities it exercises and those it does not need. */
 export interface WeakPrior {
@@ -37,8 +39,12 @@ export const GROUP_PRIORS: Readonly<Record<WeakGroup, WeakPrior>> = {
 };
 
 /** The label of one sample: rule teacher, then the weak prior (if any) applied to its scores. */
-export function weakTeacherLabel(sample: Sample, prior?: WeakPrior): LabelledSample {
-  const label = ruleTeacherLabel(sample);
+export function weakTeacherLabel(
+  sample: Sample,
+  prior?: WeakPrior,
+  evidence?: ImageEvidence,
+): LabelledSample {
+  const label = ruleTeacherLabel(sample, evidence);
   const scores = Float32Array.from(label.scores);
   if (prior !== undefined) {
     for (const c of prior.capabilities) {

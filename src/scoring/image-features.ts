@@ -45,6 +45,7 @@
 
 import sharp, { type OutputInfo } from "sharp";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
+import { describeError } from "../util/describe-error.js";
 import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
 
 export const IMAGE_HIST_BINS = 4;
@@ -101,14 +102,6 @@ export function checkImageFeatureSpec(spec: FeatureSpec["image"]): void {
 /** The descriptor of a sample without a (usable) image: all zeros, has-image flag 0. */
 export function imageDescriptorOfMissing(dims: number = IMAGE_DESCRIPTOR_DIMS): Float32Array {
   return new Float32Array(dims);
-}
-
-function describe(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return "unprintable error";
-  }
 }
 
 /** Computes the descriptor from raw 8-bit RGB pixels of a size x size image. Exported for tests. */
@@ -251,7 +244,7 @@ export async function imageDescriptor(
     width = swap ? storedH : meta.width;
     height = swap ? meta.width : storedH;
   } catch (err) {
-    return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describe(err)}` };
+    return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describeError(err)}` };
   }
 
   let data: Buffer;
@@ -266,7 +259,7 @@ export async function imageDescriptor(
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true }));
   } catch (err) {
-    const message = describe(err);
+    const message = describeError(err);
     if (/pixel limit/i.test(message))
       return { ok: false, flag: "image-too-large", reason: `decode refused: ${message}` };
     return { ok: false, flag: "image-corrupt", reason: `decode failed: ${message}` };

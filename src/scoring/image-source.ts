@@ -72,6 +72,7 @@ import { fileURLToPath } from "node:url";
 import pLimit from "p-limit";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import type { Sample } from "../domain/sample.js";
+import { describeError } from "../util/describe-error.js";
 import type { ScoreFlag } from "./scoring-types.js";
 
 export interface ImageLoaderOptions {
@@ -132,14 +133,6 @@ type Failure = Extract<ImageLoadResult, { ok: false }>;
 
 function fail(flag: ScoreFlag, reason: string): Failure {
   return { ok: false, flag, reason };
-}
-
-function describe(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return "unprintable error";
-  }
 }
 
 function errCode(err: unknown): string | undefined {
@@ -377,7 +370,7 @@ function loadB64(b64: string, maxBytes: number): ImageLoadResult {
 function fileError(path: string, err: unknown): Failure {
   const code = errCode(err);
   if (code === "ENOENT" || code === "ENOTDIR") return fail("image-missing", `${code}: no such file ${path}`);
-  return fail("image-unreadable", `${code ?? "error"}: cannot read ${path}: ${describe(err)}`);
+  return fail("image-unreadable", `${code ?? "error"}: cannot read ${path}: ${describeError(err)}`);
 }
 
 async function readAll(fh: FileHandle, sizeHint: number, maxBytes: number, path: string) {
@@ -424,7 +417,7 @@ async function loadFile(ref: string, rules: FileRules): Promise<ImageLoadResult>
   try {
     path = ref.toLowerCase().startsWith("file://") ? fileURLToPath(ref) : ref;
   } catch (err) {
-    return fail("image-unreadable", `invalid file URL ${JSON.stringify(ref)}: ${describe(err)}`);
+    return fail("image-unreadable", `invalid file URL ${JSON.stringify(ref)}: ${describeError(err)}`);
   }
   path = resolve(rules.baseDir, path); // absolute paths stay, `..` is resolved
   let target = path;
@@ -525,7 +518,7 @@ async function fetchUrl(url: string, ctx: FetchContext): Promise<ImageLoadResult
     if (ctx.closing.aborted) return fail("image-unreadable", `image loader closed while fetching ${shown}`);
     const cause = err instanceof Error ? err.cause : undefined;
     const code = errCode(err) ?? errCode(cause);
-    const detail = describe(err);
+    const detail = describeError(err);
     return fail("image-unreadable", `network error${code ? ` ${code}` : ""} fetching ${shown}: ${detail}`);
   };
   let current = new URL(url);
@@ -704,7 +697,7 @@ export function createImageLoader(options: ImageLoaderOptions = {}): ImageLoader
           return { ...first, reason: `${first.reason} (and ${tries.length - 1} other reference(s) failed)` };
         return first;
       } catch (err) {
-        return fail("image-unreadable", `unexpected error while loading the image: ${describe(err)}`);
+        return fail("image-unreadable", `unexpected error while loading the image: ${describeError(err)}`);
       }
     },
     async close(): Promise<void> {

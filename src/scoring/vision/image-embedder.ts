@@ -31,6 +31,7 @@ import * as ort from "onnxruntime-node";
 import sharp, { type OutputInfo } from "sharp";
 import { z } from "zod";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
+import { describeError } from "../../util/describe-error.js";
 import { packageRoot } from "../../util/package-root.js";
 import type { ScoreFlag } from "../scoring-types.js";
 
@@ -117,14 +118,6 @@ export type ImageEmbedResult =
   | { ok: false; flag: ScoreFlag; reason: string };
 
 type PreprocessResult = { ok: true; pixels: Float32Array } | { ok: false; flag: ScoreFlag; reason: string };
-
-function describe(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return "unprintable error";
-  }
-}
 
 /**
  * tf.image.resizeBilinear(images, [outH, outW], alignCorners = true) of the TF.js CPU backend
@@ -302,13 +295,13 @@ async function loadManifest(dir: string): Promise<ImageEmbedManifest> {
   try {
     raw = await readFile(file, "utf8");
   } catch (err) {
-    throw modelError(dir, `cannot read manifest.json: ${describe(err)}`, err);
+    throw modelError(dir, `cannot read manifest.json: ${describeError(err)}`, err);
   }
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch (err) {
-    throw modelError(dir, `manifest.json is not JSON: ${describe(err)}`, err);
+    throw modelError(dir, `manifest.json is not JSON: ${describeError(err)}`, err);
   }
   const parsed = imageEmbedManifestSchema.safeParse(json);
   if (!parsed.success) {
@@ -370,7 +363,7 @@ export class ImageEmbedder {
     try {
       bytes = await readFile(onnxPath);
     } catch (err) {
-      throw modelError(dir, `cannot read ${manifest.onnx.file}: ${describe(err)}`, err);
+      throw modelError(dir, `cannot read ${manifest.onnx.file}: ${describeError(err)}`, err);
     }
     const sha = createHash("sha256").update(bytes).digest("hex");
     if (sha !== manifest.onnx.sha256)
@@ -389,7 +382,7 @@ export class ImageEmbedder {
         logSeverityLevel: 3,
       });
     } catch (err) {
-      throw modelError(dir, `onnxruntime cannot load ${manifest.onnx.file}: ${describe(err)}`, err);
+      throw modelError(dir, `onnxruntime cannot load ${manifest.onnx.file}: ${describeError(err)}`, err);
     }
     const want = [manifest.outputs.embedding.name, manifest.outputs.probs.name];
     const problems: string[] = [];
@@ -433,7 +426,7 @@ export class ImageEmbedder {
           reason: `${meta.width} x ${h} = ${meta.width * h} pixels, over the limit of ${this.maxPixels}`,
         };
     } catch (err) {
-      return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describe(err)}` };
+      return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describeError(err)}` };
     }
     let data: Buffer;
     let info: OutputInfo;
@@ -446,7 +439,7 @@ export class ImageEmbedder {
         .raw({ depth: "uchar" })
         .toBuffer({ resolveWithObject: true }));
     } catch (err) {
-      const message = describe(err);
+      const message = describeError(err);
       if (/pixel limit/i.test(message))
         return { ok: false, flag: "image-too-large", reason: `decode refused: ${message}` };
       return { ok: false, flag: "image-corrupt", reason: `decode failed: ${message}` };
@@ -482,7 +475,7 @@ export class ImageEmbedder {
       } catch (err) {
         throw new MmssrError(
           ERROR_CODES.INFERENCE,
-          `image embedder: onnxruntime run failed: ${describe(err)}`,
+          `image embedder: onnxruntime run failed: ${describeError(err)}`,
           {
             cause: err,
           },

@@ -12,6 +12,7 @@
 
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
+import { describeError } from "../../util/describe-error.js";
 
 export const DEFAULT_OCR_MAX_PIXELS = 40e6;
 
@@ -40,14 +41,6 @@ export class OcrImageError extends MmssrError {
   }
 }
 
-function describe(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return "unprintable error";
-  }
-}
-
 function asBuffer(bytes: Uint8Array): Buffer {
   if (!(bytes instanceof Uint8Array) || bytes.length === 0)
     throw new OcrImageError("image-corrupt", "no image bytes");
@@ -65,7 +58,7 @@ export async function imageSize(
   try {
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
-    throw new OcrImageError("image-corrupt", `not a readable image: ${describe(err)}`, err);
+    throw new OcrImageError("image-corrupt", `not a readable image: ${describeError(err)}`, err);
   }
   const storedH = meta.pageHeight ?? meta.height;
   if (!(meta.width > 0) || !(storedH > 0))
@@ -84,7 +77,7 @@ async function run(pipeline: Sharp, expectW?: number, expectH?: number): Promise
   try {
     out = await pipeline.removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
   } catch (err) {
-    const message = describe(err);
+    const message = describeError(err);
     if (/pixel limit/i.test(message))
       throw new OcrImageError("image-too-large", `decode refused: ${message}`, err);
     throw new OcrImageError("image-corrupt", `decode failed: ${message}`, err);

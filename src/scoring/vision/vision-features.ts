@@ -5,6 +5,7 @@
  * nothing is downloaded. They cost tens of ms of CPU per image (BENCHMARKS.md, "Image models"),
  * which is why the fast default model has no vision block and the richer one does.
  */
+import { createHash } from "node:crypto";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import type { ScoreFlag, VisionSpec } from "../scoring-types.js";
 import {
@@ -52,8 +53,16 @@ export interface VisionFeaturizerOptions {
   intraOpNumThreads?: number;
 }
 
+/**
+ * Vision blocks kept by image content: a curated stream meets the same image many times (one COCO
+ * photo behind dozens of questions), and the models cost ~40 ms of CPU each time.
+ */
+const CACHE_ENTRIES = 4096;
+
 /** Runs the vision models a spec names on one image at a time; sessions are created once. */
 export class VisionFeaturizer {
+  private readonly cache = new Map<string, Float32Array>();
+
   private constructor(
     private readonly spec: VisionSpec,
     private readonly ocr: OcrEngine | undefined,
@@ -86,6 +95,13 @@ export class VisionFeaturizer {
 
   /** The vision block of one decoded-able image; a bad image gives its flag, never a rejection. */
   async features(bytes: Uint8Array): Promise<VisionFeatureResult> {
+    const key = createHash("sha1").update(bytes).digest("base64");
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return { ok: true, vector: hit };
+    }
     const vector = new Float32Array(this.dims);
     try {
       let offset = 0;
@@ -99,6 +115,8 @@ export class VisionFeaturizer {
       }
       if (this.embedder !== undefined)
         vector.set(imageEmbedFeatures(await this.embedder.embed(bytes)), offset);
+      this.cache.set(key, vector);
+      if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
       return { ok: true, vector };
     } catch (err) {
       if (err instanceof OcrImageError) return { ok: false, flag: err.flag, reason: err.message };
