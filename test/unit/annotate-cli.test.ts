@@ -277,6 +277,22 @@ describe("mmssr annotate (binary)", () => {
       expect(v).toHaveLength(14);
       for (const x of v) expect(Number.isFinite(x)).toBe(true);
     }
+    // ... and the same student curates a stream (here a file source) unchanged
+    const curate = await runBin([
+      "curate",
+      "--in",
+      "llava.json",
+      "--model",
+      "student",
+      "--out",
+      "curated",
+      "--ratio",
+      "0.5",
+      "--progress-every",
+      "0",
+    ]);
+    expect(curate.code, curate.stderr).toBe(0);
+    expect(curate.stdout).toMatch(/read 20 records: 20 scored with student@1\.0\.0/);
     // a second teacher may not write into the same labels file
     const other = await runBin([
       "annotate",
