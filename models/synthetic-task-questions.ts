@@ -250,11 +250,18 @@ const PHOTO_OPTIONS = [
   "the bench",
 ];
 
+/** Options one per line ("A. x"), or on the question's line ("A. x B. y", "(A) x (B) y"). */
+function optionList(r: Random, n: number, pool: readonly string[]): string {
+  const form = r.int(3);
+  const items = OPTION_LETTERS.slice(0, n).map((l) =>
+    form === 2 ? `(${l}) ${pick(r, pool)}` : `${l}. ${pick(r, pool)}`,
+  );
+  return form === 0 ? items.join("\n") : items.join(" ");
+}
+
 function withOptions(r: Random, question: string, pool: readonly string[]): { q: string; a: string } {
   const n = 2 + r.int(3);
-  const options = OPTION_LETTERS.slice(0, n)
-    .map((l) => `${l}. ${pick(r, pool)}`)
-    .join("\n");
+  const options = optionList(r, n, pool);
   const suffix = pick(r, ANSWER_SUFFIXES);
   return { q: `${question}\n${options}${suffix === "" ? "" : `\n${suffix}`}`, a: OPTION_LETTERS[r.int(n)] };
 }
@@ -304,9 +311,7 @@ const ANSWER_SUFFIXES = [
 function scienceSample(r: Random, question: string): { q: string; a: string } {
   if (r.next() < 0.6) {
     const n = 2 + r.int(3);
-    const options = OPTION_LETTERS.slice(0, n)
-      .map((l) => `${l}. ${pick(r, [...STAGES, ...PARTS])}`)
-      .join("\n");
+    const options = optionList(r, n, [...STAGES, ...PARTS]);
     const context =
       r.next() < 0.5
         ? `Context: ${Array.from({ length: 1 + r.int(4) }, () => pick(r, CONTEXT_SENTENCES)).join(" ")}\n`

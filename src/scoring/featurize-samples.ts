@@ -6,7 +6,11 @@ import type { ImageLoader } from "./image-source.js";
 import { hasImageReference } from "./rule-teacher.js";
 import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
 import { featureLayout, writeTextFeatures } from "./text-features.js";
-import { VisionFeaturizer, type VisionFeaturizerOptions } from "./vision/vision-features.js";
+import {
+  createVisionBlock,
+  type VisionBlock,
+  type VisionFeaturizerOptions,
+} from "./vision/vision-features.js";
 
 /**
  * The TypeScript half of a model: turns samples into the float32 rows its manifest describes
@@ -43,10 +47,10 @@ export function createSampleFeaturizer(
   const { imageLoader } = options;
   // Vision sessions are created on the first image, not for text-only runs.
   const visionSpec = spec.vision;
-  let vision: Promise<VisionFeaturizer> | undefined;
-  const visionOf = (): Promise<VisionFeaturizer> | undefined => {
+  let vision: Promise<VisionBlock> | undefined;
+  const visionOf = (): Promise<VisionBlock> | undefined => {
     if (visionSpec === undefined) return undefined;
-    vision ??= VisionFeaturizer.create(visionSpec, options.vision);
+    vision ??= createVisionBlock(visionSpec, options.vision);
     return vision;
   };
 

@@ -83,18 +83,19 @@ interface ReadyInfo {
 }
 
 /**
- * How to start the worker: the compiled JS beside this module (dist/), or, when running from the TS
- * sources (vitest, tsx), a tiny CommonJS bootstrap that registers tsx's require hook and loads the
- * .ts file. (Node 20 does not apply `--import tsx` loader hooks to a worker's entry module.)
+ * How to start a worker whose entry is `name` (without extension) beside this module: the compiled
+ * JS (dist/), or, when running from the TS sources (vitest, tsx), a tiny CommonJS bootstrap that
+ * registers tsx's require hook and loads the .ts file. (Node 20 does not apply `--import tsx`
+ * loader hooks to a worker's entry module.)
  */
-export function resolveWorkerScript(): { script: URL | string; eval: boolean } {
-  const jsUrl = new URL("./onnx-session-worker.js", import.meta.url);
+export function resolveWorkerScript(name = "onnx-session-worker"): { script: URL | string; eval: boolean } {
+  const jsUrl = new URL(`./${name}.js`, import.meta.url);
   if (existsSync(fileURLToPath(jsUrl))) return { script: jsUrl, eval: false };
-  const tsPath = fileURLToPath(new URL("./onnx-session-worker.ts", import.meta.url));
+  const tsPath = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
   if (!existsSync(tsPath)) {
     throw new MmssrError(
       ERROR_CODES.INTERNAL,
-      `onnx session worker script not found beside ${fileURLToPath(import.meta.url)} (.js or .ts)`,
+      `worker script ${name} not found beside ${fileURLToPath(import.meta.url)} (.js or .ts)`,
     );
   }
   const tsxApi = createRequire(import.meta.url).resolve("tsx/cjs/api");

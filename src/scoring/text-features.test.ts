@@ -65,6 +65,10 @@ describe("writeTextFeatures", () => {
     expect(f("What is the total?", "$12.50")).toEqual([0, 0, 1, 0]);
     expect(f("What is the value in 2019?", "42%")).toEqual([0, 0, 1, 0]);
     expect(f("What color is the bus?", "B")).toEqual([0, 0, 0, 0]); // a letter without options
+    // options on one line
+    expect(f("Which is a producer? A. hawk B. grass C. frog", "B")).toEqual([1, 0, 0, 0]);
+    expect(f("Which is a producer? (A) hawk (B) grass", "grass")).toEqual([0, 1, 0, 0]);
+    expect(f("Is it in Area B. near the gate?", "B")).toEqual([0, 0, 0, 0]); // no A first: not options
     // v1 models were trained without these: their inputs must not change.
     expect(f(q, "B", "mmssr-hashed/v1")).toEqual([0, 0, 0, 0]);
   });

@@ -116,6 +116,8 @@ export const FORM_FEATURES_USED = 16;
 export const FORM_FEATURES_USED_V2 = 20;
 
 const OPTION_LABELLED_LINE = /(?:^|\n)[ \t]*\(?([A-Ha-h]|[1-9])[).:][ \t]+([^\n]+)/g;
+/** Options on one line: "A. larva B. pupa C. adult" or "(A) red (B) blue", upper-case labels in order. */
+const OPTION_INLINE = /(?:^|\s)\(?([A-H])[).:][ \t]+(.+?)(?=\s+\(?[A-H][).:][ \t]|\n|$)/g;
 const OPTION_ANSWER = /^(?:the )?(?:answer|option|choice)?(?: is)?:?\s*\(?([A-Ha-h]|[1-9])\)?[.)]?(?:\s|$)/i;
 const NUMERIC_ANSWER = /^[-+$€£]?\s*\d[\d,.]*\s*(?:%|percent|[a-z]{0,3})?\.?$/i;
 
@@ -127,6 +129,14 @@ const NUMERIC_ANSWER = /^[-+$€£]?\s*\d[\d,.]*\s*(?:%|percent|[a-z]{0,3})?\.?$
 function optionAnswerFeatures(q: string, lastAnswer: string): [number, number] {
   const labels = new Map<string, string>();
   for (const m of q.matchAll(OPTION_LABELLED_LINE)) labels.set(m[1].toUpperCase(), m[2].trim().toLowerCase());
+  if (labels.size < 2) {
+    labels.clear();
+    // inline options count only as a run A, B, ... from the first label on
+    for (const m of q.matchAll(OPTION_INLINE)) {
+      if (m[1].charCodeAt(0) - 65 !== labels.size) break;
+      labels.set(m[1], m[2].trim().toLowerCase());
+    }
+  }
   if (labels.size < 2) return [0, 0];
   const a = lastAnswer.trim();
   const byLabel = OPTION_ANSWER.exec(a);
