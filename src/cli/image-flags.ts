@@ -1,5 +1,6 @@
 /** The image flags that several commands share, parsed and checked in one place. */
 import { stat } from "node:fs/promises";
+import type { Command } from "commander";
 import { normalizeHostPattern } from "../scoring/image-source.js";
 import { usageError } from "./cli-errors.js";
 
@@ -38,4 +39,28 @@ export function parseHostList(raw: string | undefined): string[] {
       throw usageError(`--allow-image-hosts: ${err instanceof Error ? err.message : String(err)}`);
     }
   });
+}
+
+/** What each command says about its image flags; the flags themselves are the same everywhere. */
+export interface ImageOptionHelp {
+  noImages: string;
+  imageBase: string;
+  outsideBase: string;
+  allowHosts: string;
+  allowPrivate: string;
+  /** absent: the command has no --bad-image */
+  badImage?: string;
+  maxMissing: string;
+}
+
+/** Adds --no-images, --image-base, --allow-images-outside-base, --allow-image-hosts, --allow-private-image-hosts, [--bad-image], --max-missing-images. */
+export function addImageOptions(cmd: Command, help: ImageOptionHelp): Command {
+  cmd
+    .option("--no-images", help.noImages)
+    .option("--image-base <dir>", help.imageBase)
+    .option("--allow-images-outside-base", help.outsideBase)
+    .option("--allow-image-hosts <list>", help.allowHosts)
+    .option("--allow-private-image-hosts", help.allowPrivate);
+  if (help.badImage !== undefined) cmd.option("--bad-image <policy>", help.badImage, "text-only");
+  return cmd.option("--max-missing-images <share>", help.maxMissing);
 }

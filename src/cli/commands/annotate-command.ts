@@ -29,7 +29,7 @@ import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { ImageHealth } from "../../scoring/image-source.js";
 import { canonicalPath, refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseShareFlag, usageError } from "../cli-errors.js";
-import { checkImageBase, parseHostList } from "../image-flags.js";
+import { addImageOptions, checkImageBase, parseHostList } from "../image-flags.js";
 
 interface AnnotateFlags {
   in: string;
@@ -64,7 +64,7 @@ const MAX_REPORTED = 20;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function registerAnnotateCommand(program: Command): void {
-  program
+  const command = program
     .command("annotate")
     .description(
       "label samples with a teacher behind an OpenAI-compatible /v1/chat/completions server (the released mmSSR scorer/styler, or a general VLM with our rubric), writing labelled JSONL for `mmssr fit --labels`",
@@ -116,33 +116,19 @@ export function registerAnnotateCommand(program: Command): void {
       "--missing-id <policy>",
       "a record without id: content-hash (id = sha256 of its content) or reject",
       "content-hash",
-    )
-    .option("--no-images", "send no image: text-only requests")
-    .option(
-      "--image-base <dir>",
-      "relative image paths resolve against this folder (default: the input file's folder)",
-    )
-    .option(
-      "--allow-images-outside-base",
-      "read local image paths that resolve outside --image-base too (trusted inputs only)",
-    )
-    .option(
-      "--allow-image-hosts <list>",
+    );
+  addImageOptions(command, {
+    noImages: "send no image: text-only requests",
+    imageBase: "relative image paths resolve against this folder (default: the input file's folder)",
+    outsideBase: "read local image paths that resolve outside --image-base too (trusted inputs only)",
+    allowHosts:
       'pass http(s) image URLs of these hosts on to the server: comma list of names, "*.example.com" or "*" (default: none)',
-    )
-    .option(
-      "--allow-private-image-hosts",
-      "pass on image URLs whose host is a loopback, link-local or private address too",
-    )
-    .option(
-      "--bad-image <policy>",
+    allowPrivate: "pass on image URLs whose host is a loopback, link-local or private address too",
+    badImage:
       "a sample whose image cannot be used: text-only (labelled without it, noted) or reject (not labelled, listed in the failed file)",
-      "text-only",
-    )
-    .option(
-      "--max-missing-images <share>",
+    maxMissing:
       "fail (exit 2, after writing the output) when more than this share (0..1) of the samples naming an image could not use it",
-    )
+  })
     .option("--no-progress", "no progress bar")
     .action(async (flags: AnnotateFlags) => {
       await runAnnotate(flags);

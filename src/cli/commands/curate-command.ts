@@ -9,7 +9,7 @@ import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
 import { parseIntegerFlag, parseNumberFlag, parseShareFlag, usageError } from "../cli-errors.js";
 import { formatDecisionTable } from "../format-summary.js";
-import { checkImageBase, parseHostList } from "../image-flags.js";
+import { addImageOptions, checkImageBase, parseHostList } from "../image-flags.js";
 import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
 
 interface CurateFlags {
@@ -79,6 +79,18 @@ export function registerCurateCommand(program: Command): void {
       "window",
     );
   addPolicyFlags(command);
+  addImageOptions(command, {
+    noImages: "do not load images: text-only scoring (flag no-image)",
+    imageBase:
+      "images of messages are read only inside this folder (relative paths resolve against it; default: the current folder)",
+    outsideBase: "also read local image paths outside --image-base (trusted producers only)",
+    allowHosts: "fetch image URLs from these hosts (comma list; *.example.com; default: none)",
+    allowPrivate: "also fetch from loopback, link-local and private addresses",
+    badImage:
+      "a sample whose image cannot be used: text-only (scored, flagged) or reject (dead-lettered, image-unusable)",
+    maxMissing:
+      "exit 2 at the end when more than this share (0..1) of the samples naming an image could not use it",
+  });
   command
     .option("--window-size <n>", "samples per window", "20000")
     .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
@@ -87,36 +99,13 @@ export function registerCurateCommand(program: Command): void {
     .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
     .option("--ep <provider>", "execution provider: cpu or cuda", "cpu")
     .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
-    .option("--no-images", "do not load images: text-only scoring (flag no-image)")
     .option("--image-source <name>", "image_source of samples that name none (default: unknown)")
-    .option(
-      "--bad-image <policy>",
-      "a sample whose image cannot be used: text-only (scored, flagged) or reject (dead-lettered, image-unusable)",
-      "text-only",
-    )
     .option(
       "--until-idle <seconds>",
       "drain, publish, commit and exit once nothing arrived for this long and the group is caught up (lag 0)",
     )
     .option("--dlq-topic <name>", "dead-letter topic (default <topic>.dlq)")
     .option("--output-topic <name>", "also send selected samples to this topic (key = sample id)")
-    .option(
-      "--image-base <dir>",
-      "images of messages are read only inside this folder (relative paths resolve against it; default: the current folder)",
-    )
-    .option(
-      "--allow-images-outside-base",
-      "also read local image paths outside --image-base (trusted producers only)",
-    )
-    .option(
-      "--allow-image-hosts <list>",
-      "fetch image URLs from these hosts (comma list; *.example.com; default: none)",
-    )
-    .option("--allow-private-image-hosts", "also fetch from loopback, link-local and private addresses")
-    .option(
-      "--max-missing-images <share>",
-      "exit 2 at the end when more than this share (0..1) of the samples naming an image could not use it",
-    )
     .option(
       "--metrics-port <port>",
       "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",

@@ -19,7 +19,7 @@ import type { SampleScore } from "../../scoring/scoring-types.js";
 import { packageRoot } from "../../util/package-root.js";
 import { refuseOutputOverInput } from "../../util/safe-paths.js";
 import { parseIntegerFlag, parseShareFlag, usageError } from "../cli-errors.js";
-import { checkImageBase, parseHostList } from "../image-flags.js";
+import { addImageOptions, checkImageBase, parseHostList } from "../image-flags.js";
 
 interface ScoreFlags {
   in: string;
@@ -45,7 +45,7 @@ interface ScoreFlags {
 }
 
 export function registerScoreCommand(program: Command): void {
-  program
+  const command = program
     .command("score")
     .description("score samples with an ONNX model: 14 capability scores and styles, one forward pass each")
     .requiredOption(
@@ -58,33 +58,18 @@ export function registerScoreCommand(program: Command): void {
     .option("--workers <n>", "inference worker threads", "1")
     .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
     .option("--ep <provider>", "execution provider: cpu or cuda", "cpu")
-    .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
-    .option("--no-images", "do not load images: text-only scoring (flag no-image)")
-    .option(
-      "--image-base <dir>",
-      "relative image paths resolve against this folder (default: the input file's folder)",
-    )
-    .option(
-      "--allow-images-outside-base",
-      "read local image paths that resolve outside --image-base too (trusted inputs only)",
-    )
-    .option(
-      "--allow-image-hosts <list>",
+    .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing");
+  addImageOptions(command, {
+    noImages: "do not load images: text-only scoring (flag no-image)",
+    imageBase: "relative image paths resolve against this folder (default: the input file's folder)",
+    outsideBase: "read local image paths that resolve outside --image-base too (trusted inputs only)",
+    allowHosts:
       'fetch http(s) images from these hosts: comma list of names, "*.example.com" or "*" (default: no URL is fetched)',
-    )
-    .option(
-      "--allow-private-image-hosts",
-      "fetch images from loopback, link-local and private addresses too (default: refused)",
-    )
-    .option(
-      "--max-missing-images <share>",
+    allowPrivate: "fetch images from loopback, link-local and private addresses too (default: refused)",
+    badImage: "a sample whose image cannot be used: text-only (scored, flagged) or reject",
+    maxMissing:
       "fail (exit 2, after writing the output) when more than this share (0..1) of the samples naming an image could not use it",
-    )
-    .option(
-      "--bad-image <policy>",
-      "a sample whose image cannot be used: text-only (scored, flagged) or reject",
-      "text-only",
-    )
+  })
     .option("--rejects <file>", "where rejected records go (default <out>.rejected.jsonl)")
     .option(
       "--missing-id <policy>",
