@@ -259,6 +259,15 @@ describe("ruleTeacherLabel: capability ordering", () => {
     expect(at(none, "ocr")).toBe(at(undefined, "ocr"));
   });
 
+  it("a table of data counts towards data, the furniture of a photo does not", () => {
+    const data = (q: string) => score(rec([`<image>\n${q}`, "x"]), "data");
+    expect(data("What is the value for 2019 in the table?")).toBeGreaterThan(data("What is on the table?"));
+    expect(data("What is on the table?")).toBe(data("What is on the shelf?"));
+    expect(data("Is the dining table across the suitcase?")).toBe(data("Is the sofa across the suitcase?"));
+    expect(data("What is on the bar?")).toBe(data("What is on the shelf?"));
+    expect(data("What is shown in the bar chart?")).toBeGreaterThan(data("What is on the shelf?"));
+  });
+
   it("the image_source raises ocr for document sources", () => {
     const q = ["<image>\nWhat is the name of the dealer?", "A. C. Monk"];
     expect(score(rec(q, { image_source: "docvqa" }), "ocr")).toBeGreaterThan(

@@ -139,8 +139,18 @@ export const CUES: readonly Cue[] = [
     "q",
     2,
     w(
-      "charts?|tables?|plots?|graphs?|diagrams?|infographics?|bar|pie|histogram|axis|x-axis|y-axis|legend|spreadsheet|flowchart|statistics?|data|trend",
+      "charts?|plots?|graphs?|diagrams?|infographics?|bar (?:charts?|graphs?|plots?)|pie (?:charts?|graphs?)|histogram|axis|x-axis|y-axis|legend|spreadsheet|flowchart|statistics?|data|trend",
     ),
+  ),
+  // a table of data, not the furniture of a photo ("the dining table", "on the table"); weight 1:
+  // "the table" alone is as often furniture, the data words around it (values, rows) add the rest
+  cue(
+    "data",
+    "q",
+    1,
+    `(?<!\\b(?:dining|coffee|kitchen|picnic|wooden|wood|end|side|night|pool|glass|round|small|white|black|brown) )${w(
+      "tables?",
+    )}(?! ?(?:cloth|top|ware|spoon))(?<!\\b(?:on|under|at|near|by|beside|around|of|from|off) (?:the|a|this|that) tables?)`,
   ),
   cue(
     "data",
