@@ -43,9 +43,8 @@
  * check alone (for a manifest loader).
  */
 
-import sharp, { type OutputInfo } from "sharp";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
-import { describeError } from "../util/describe-error.js";
+import { decodeToRgb, probeImage } from "./decode-image.js";
 import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
 
 export const IMAGE_HIST_BINS = 4;
@@ -221,62 +220,19 @@ export async function imageDescriptor(
       `image descriptor: maxPixels must be > 0, got ${maxPixels}`,
     );
   const failOn = limits.failOn ?? "warning";
-  if (!(bytes instanceof Uint8Array) || bytes.length === 0)
-    return { ok: false, flag: "image-corrupt", reason: "no image bytes" };
-  const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // limitInputPixels backs up the metadata check (0 = no limit for sharp; ours is checked first).
-  const inputOptions = { failOn, limitInputPixels: Math.max(1, Math.floor(maxPixels)) };
-
-  let width: number;
-  let height: number;
-  try {
-    const meta = await sharp(input, { ...inputOptions, limitInputPixels: false }).metadata();
-    const storedH = meta.pageHeight ?? meta.height;
-    if (!(meta.width > 0) || !(storedH > 0))
-      return { ok: false, flag: "image-corrupt", reason: `image of format ${meta.format} has no dimensions` };
-    if (meta.width * storedH > maxPixels)
-      return {
-        ok: false,
-        flag: "image-too-large",
-        reason: `${meta.width} x ${storedH} = ${meta.width * storedH} pixels, over the limit of ${maxPixels}`,
-      };
-    const swap = (meta.orientation ?? 1) >= 5;
-    width = swap ? storedH : meta.width;
-    height = swap ? meta.width : storedH;
-  } catch (err) {
-    return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describeError(err)}` };
-  }
-
-  let data: Buffer;
-  let info: OutputInfo;
-  try {
-    ({ data, info } = await sharp(input, inputOptions)
-      .rotate()
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .toColourspace("srgb")
-      .resize(spec.size, spec.size, { fit: "fill", kernel: "lanczos3" })
-      .removeAlpha()
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true }));
-  } catch (err) {
-    const message = describeError(err);
-    if (/pixel limit/i.test(message))
-      return { ok: false, flag: "image-too-large", reason: `decode refused: ${message}` };
-    return { ok: false, flag: "image-corrupt", reason: `decode failed: ${message}` };
-  }
-  if (info.channels !== 3 || info.width !== spec.size || info.height !== spec.size)
+  const probe = await probeImage(bytes, maxPixels, failOn);
+  if (!probe.ok) return probe;
+  const decoded = await decodeToRgb(bytes, {
+    maxPixels,
+    failOn,
+    resize: { width: spec.size, height: spec.size, kernel: "lanczos3" },
+  });
+  if (!decoded.ok) return decoded;
+  if (decoded.channels !== 3 || decoded.width !== spec.size || decoded.height !== spec.size)
     return {
       ok: false,
       flag: "image-corrupt",
-      reason: `decoder gave ${info.width} x ${info.height} x ${info.channels}, expected ${spec.size} x ${spec.size} x 3`,
+      reason: `decoder gave ${decoded.width} x ${decoded.height} x ${decoded.channels}, expected ${spec.size} x ${spec.size} x 3`,
     };
-  return {
-    ok: true,
-    features: descriptorFromRgb(
-      new Uint8Array(data.buffer, data.byteOffset, data.length),
-      spec.size,
-      width,
-      height,
-    ),
-  };
+  return { ok: true, features: descriptorFromRgb(decoded.data, spec.size, probe.width, probe.height) };
 }

@@ -28,11 +28,11 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import sharp, { type OutputInfo } from "sharp";
 import { z } from "zod";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { describeError } from "../../util/describe-error.js";
 import { packageRoot } from "../../util/package-root.js";
+import { decodeToRgb, probeImage } from "../decode-image.js";
 import type { ScoreFlag } from "../scoring-types.js";
 
 export const IMAGE_EMBED_MODEL_FORMAT = "mmssr-vision-model/1";
@@ -406,52 +406,18 @@ export class ImageEmbedder {
    */
   async preprocess(image: Uint8Array): Promise<PreprocessResult> {
     const size = this.inputSize;
-    if (!(image instanceof Uint8Array) || image.length === 0)
-      return { ok: false, flag: "image-corrupt", reason: "no image bytes" };
-    const input = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-    const inputOptions = { failOn: this.failOn, limitInputPixels: Math.max(1, Math.floor(this.maxPixels)) };
-    try {
-      const meta = await sharp(input, { ...inputOptions, limitInputPixels: false }).metadata();
-      const h = meta.pageHeight ?? meta.height;
-      if (!(meta.width > 0) || !(h > 0))
-        return {
-          ok: false,
-          flag: "image-corrupt",
-          reason: `image of format ${meta.format} has no dimensions`,
-        };
-      if (meta.width * h > this.maxPixels)
-        return {
-          ok: false,
-          flag: "image-too-large",
-          reason: `${meta.width} x ${h} = ${meta.width * h} pixels, over the limit of ${this.maxPixels}`,
-        };
-    } catch (err) {
-      return { ok: false, flag: "image-corrupt", reason: `not a readable image: ${describeError(err)}` };
-    }
-    let data: Buffer;
-    let info: OutputInfo;
-    try {
-      ({ data, info } = await sharp(input, inputOptions)
-        .rotate()
-        .flatten({ background: { r: 255, g: 255, b: 255 } })
-        .toColourspace("srgb")
-        .removeAlpha()
-        .raw({ depth: "uchar" })
-        .toBuffer({ resolveWithObject: true }));
-    } catch (err) {
-      const message = describeError(err);
-      if (/pixel limit/i.test(message))
-        return { ok: false, flag: "image-too-large", reason: `decode refused: ${message}` };
-      return { ok: false, flag: "image-corrupt", reason: `decode failed: ${message}` };
-    }
-    if (info.channels !== 3 || data.length !== info.width * info.height * 3)
+    const probe = await probeImage(image, this.maxPixels, this.failOn);
+    if (!probe.ok) return probe;
+    const decoded = await decodeToRgb(image, { maxPixels: this.maxPixels, failOn: this.failOn });
+    if (!decoded.ok) return decoded;
+    const { data, width, height, channels } = decoded;
+    if (channels !== 3 || data.length !== width * height * 3)
       return {
         ok: false,
         flag: "image-corrupt",
-        reason: `decoder gave ${info.width} x ${info.height} x ${info.channels}, expected 3 channels`,
+        reason: `decoder gave ${width} x ${height} x ${channels}, expected 3 channels`,
       };
-    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.length);
-    return { ok: true, pixels: resizeBilinearAlignCorners(rgb, info.height, info.width, 3, size, size) };
+    return { ok: true, pixels: resizeBilinearAlignCorners(data, height, width, 3, size, size) };
   }
 
   /**

@@ -10,9 +10,10 @@
  * fast path when only detection runs). `resizeRgb` resizes pixels already decoded.
  */
 
-import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import sharp, { type OutputInfo } from "sharp";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { describeError } from "../../util/describe-error.js";
+import { decodeToRgb, type ImageFailure, probeImage } from "../decode-image.js";
 
 export const DEFAULT_OCR_MAX_PIXELS = 40e6;
 
@@ -41,10 +42,10 @@ export class OcrImageError extends MmssrError {
   }
 }
 
-function asBuffer(bytes: Uint8Array): Buffer {
-  if (!(bytes instanceof Uint8Array) || bytes.length === 0)
-    throw new OcrImageError("image-corrupt", "no image bytes");
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+function orThrow<T extends { ok: true }>(r: T | ImageFailure): T {
+  if (!r.ok)
+    throw new OcrImageError(r.flag === "image-too-large" ? "image-too-large" : "image-corrupt", r.reason);
+  return r;
 }
 
 /** Width and height after the EXIF orientation; checks the pixel limit. */
@@ -52,67 +53,36 @@ export async function imageSize(
   bytes: Uint8Array,
   limits: OcrDecodeLimits = {},
 ): Promise<{ width: number; height: number }> {
-  const input = asBuffer(bytes);
-  const maxPixels = limits.maxPixels ?? DEFAULT_OCR_MAX_PIXELS;
-  let meta: Metadata;
-  try {
-    meta = await sharp(input, { limitInputPixels: false }).metadata();
-  } catch (err) {
-    throw new OcrImageError("image-corrupt", `not a readable image: ${describeError(err)}`, err);
-  }
-  const storedH = meta.pageHeight ?? meta.height;
-  if (!(meta.width > 0) || !(storedH > 0))
-    throw new OcrImageError("image-corrupt", `image of format ${meta.format} has no dimensions`);
-  if (meta.width * storedH > maxPixels)
-    throw new OcrImageError(
-      "image-too-large",
-      `${meta.width} x ${storedH} = ${meta.width * storedH} pixels, over the limit of ${maxPixels}`,
-    );
-  const swap = (meta.orientation ?? 1) >= 5;
-  return { width: swap ? storedH : meta.width, height: swap ? meta.width : storedH };
+  const { width, height } = orThrow(await probeImage(bytes, limits.maxPixels ?? DEFAULT_OCR_MAX_PIXELS));
+  return { width, height };
 }
 
-async function run(pipeline: Sharp, expectW?: number, expectH?: number): Promise<RgbImage> {
-  let out: { data: Buffer; info: OutputInfo };
-  try {
-    out = await pipeline.removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    const message = describeError(err);
-    if (/pixel limit/i.test(message))
-      throw new OcrImageError("image-too-large", `decode refused: ${message}`, err);
-    throw new OcrImageError("image-corrupt", `decode failed: ${message}`, err);
-  }
-  const { data, info } = out;
+function checkedRgb(
+  decoded: { data: Uint8Array; width: number; height: number; channels: number },
+  expectW?: number,
+  expectH?: number,
+): RgbImage {
+  const { data, width, height, channels } = decoded;
   if (
-    info.channels !== 3 ||
-    (expectW !== undefined && info.width !== expectW) ||
-    (expectH !== undefined && info.height !== expectH)
+    channels !== 3 ||
+    (expectW !== undefined && width !== expectW) ||
+    (expectH !== undefined && height !== expectH)
   )
     throw new OcrImageError(
       "image-corrupt",
-      `decoder gave ${info.width} x ${info.height} x ${info.channels}, expected ${expectW ?? "?"} x ${expectH ?? "?"} x 3`,
+      `decoder gave ${width} x ${height} x ${channels}, expected ${expectW ?? "?"} x ${expectH ?? "?"} x 3`,
     );
-  return {
-    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-    width: info.width,
-    height: info.height,
-  };
+  return { data, width, height };
 }
 
-function source(bytes: Uint8Array, limits: OcrDecodeLimits): Sharp {
-  const maxPixels = limits.maxPixels ?? DEFAULT_OCR_MAX_PIXELS;
-  return sharp(asBuffer(bytes), {
-    failOn: limits.failOn ?? "warning",
-    limitInputPixels: Math.max(1, Math.floor(maxPixels)),
-  })
-    .rotate()
-    .flatten({ background: { r: 255, g: 255, b: 255 } })
-    .toColourspace("srgb");
-}
+const decodeOptions = (limits: OcrDecodeLimits) => ({
+  maxPixels: limits.maxPixels ?? DEFAULT_OCR_MAX_PIXELS,
+  failOn: limits.failOn ?? "warning",
+});
 
 /** The whole image, at its own size (after the EXIF orientation). */
 export async function decodeRgb(bytes: Uint8Array, limits: OcrDecodeLimits = {}): Promise<RgbImage> {
-  return run(source(bytes, limits));
+  return checkedRgb(orThrow(await decodeToRgb(bytes, decodeOptions(limits))));
 }
 
 /** The image decoded straight to width x height (aspect not kept; bilinear like cv2.resize). */
@@ -122,14 +92,35 @@ export async function decodeRgbResized(
   height: number,
   limits: OcrDecodeLimits = {},
 ): Promise<RgbImage> {
-  return run(source(bytes, limits).resize(width, height, { fit: "fill", kernel: "linear" }), width, height);
+  const resize = { width, height, kernel: "linear" as const };
+  return checkedRgb(orThrow(await decodeToRgb(bytes, { ...decodeOptions(limits), resize })), width, height);
 }
 
 /** Decoded pixels resized to width x height (aspect not kept; bilinear). */
 export async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
   if (image.width === width && image.height === height) return image;
-  const pipeline = sharp(image.data, {
-    raw: { width: image.width, height: image.height, channels: 3 },
-  }).resize(width, height, { fit: "fill", kernel: "linear" });
-  return run(pipeline, width, height);
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(width, height, { fit: "fill", kernel: "linear" })
+      .removeAlpha()
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    const message = describeError(err);
+    if (/pixel limit/i.test(message))
+      throw new OcrImageError("image-too-large", `decode refused: ${message}`, err);
+    throw new OcrImageError("image-corrupt", `decode failed: ${message}`, err);
+  }
+  const { data, info } = out;
+  return checkedRgb(
+    {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+      channels: info.channels,
+    },
+    width,
+    height,
+  );
 }
