@@ -291,9 +291,10 @@ async function bareConsume(
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-function textTemplates(count: number): Sample[] {
+function textTemplates(count: number): Omit<Sample, "id">[] {
   return syntheticSamples(count, 11).map((s) => {
-    const { image: _image, ...rest } = s;
+    // the template's own id goes: each message gets its own (a repeated id is dead-lettered)
+    const { image: _image, id: _id, ...rest } = s;
     return {
       ...rest,
       conversations: s.conversations.map((t) => ({ ...t, value: t.value.replace("<image>\n", "") })),
@@ -301,9 +302,9 @@ function textTemplates(count: number): Sample[] {
   });
 }
 
-function imageTemplates(count: number, b64: string): Sample[] {
+function imageTemplates(count: number, b64: string): Omit<Sample, "id">[] {
   return syntheticSamples(count, 11).map((s) => {
-    const { image: _image, ...rest } = s;
+    const { image: _image, id: _id, ...rest } = s;
     return { ...rest, image_b64: b64 };
   });
 }
@@ -387,6 +388,7 @@ function startChild(spec: ChildSpec): {
 } {
   const child = fork(self, ["--child", JSON.stringify(spec)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [],
   });
   let onJoined: (t: number) => void = () => {};
   const joined = new Promise<number>((r) => {

@@ -21,9 +21,30 @@ export interface SampleFeaturizer {
   readonly spec: FeatureSpec;
   /** One row per sample in a [n x spec.dims] matrix, and each sample's flags. Never rejects for one bad sample. */
   featurize(samples: readonly Sample[]): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
+  /**
+   * The same from samples whose images are already loaded (loadSamples): what a scoring worker
+   * thread runs, so that decoding and featurizing happen next to inference, off the main thread.
+   */
+  featurizeLoaded(items: readonly LoadedSample[]): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
   /** Releases the vision models' sessions, if the spec has any. */
   close(): Promise<void>;
 }
+
+/**
+ * What the featurizer reads of a sample, with its image already loaded: plain data, so that it
+ * crosses to a worker thread by structured clone (image bytes transferred).
+ */
+export interface LoadedSample {
+  conversations: Sample["conversations"];
+  image_source: string;
+  image: ImageInput;
+}
+
+/** A sample's image as the featurizer gets it: none named (or no loader), a load failure, or bytes. */
+export type ImageInput =
+  | { kind: "none" }
+  | { kind: "failed"; flag: ScoreFlag }
+  | { kind: "bytes"; bytes: Uint8Array };
 
 export interface SampleFeaturizerOptions {
   /** Loads images; without one every sample is featurized text-only (flag "no-image" when it names one). */
@@ -34,6 +55,40 @@ export interface SampleFeaturizerOptions {
 
 /** Images in flight per featurize call: enough to keep sharp's 4 threads and the disk busy. */
 const IMAGE_WINDOW = 16;
+
+/** One sample's image, loaded (never rejects). Without a loader every image counts as not named. */
+export async function loadImageInput(sample: Sample, imageLoader?: ImageLoader): Promise<ImageInput> {
+  if (!imageLoader || !hasImageReference(sample)) return { kind: "none" };
+  const loaded = await imageLoader.load(sample);
+  return loaded.ok ? { kind: "bytes", bytes: loaded.bytes } : { kind: "failed", flag: loaded.flag };
+}
+
+/**
+ * The samples with their images loaded, a window at a time (reads and fetches are I/O; a
+ * thousand completions in one loop turn would still hold the loop, hence the yield check).
+ */
+export async function loadSamples(
+  samples: readonly Sample[],
+  imageLoader?: ImageLoader,
+): Promise<LoadedSample[]> {
+  const out: LoadedSample[] = new Array(samples.length);
+  const item = (s: Sample, image: ImageInput): LoadedSample => ({
+    conversations: s.conversations,
+    image_source: s.image_source,
+    image,
+  });
+  if (!imageLoader) {
+    for (let k = 0; k < samples.length; k++) out[k] = item(samples[k], { kind: "none" });
+    return out;
+  }
+  for (let w = 0; w < samples.length; w += IMAGE_WINDOW) {
+    await yieldIfBusy();
+    const end = Math.min(samples.length, w + IMAGE_WINDOW);
+    const images = await Promise.all(samples.slice(w, end).map((s) => loadImageInput(s, imageLoader)));
+    for (let k = 0; k < images.length; k++) out[w + k] = item(samples[w + k], images[k]);
+  }
+  return out;
+}
 
 export function createSampleFeaturizer(
   spec: FeatureSpec,
@@ -55,25 +110,16 @@ export function createSampleFeaturizer(
   };
 
   async function imageBlock(
-    sample: Sample,
+    image: ImageInput,
     out: Float32Array,
     row: number,
     flags: ScoreFlag[],
   ): Promise<boolean> {
-    if (!hasImageReference(sample)) {
-      flags.push("no-image");
+    if (image.kind !== "bytes") {
+      flags.push(image.kind === "none" ? "no-image" : image.flag);
       return false;
     }
-    if (!imageLoader) {
-      flags.push("no-image");
-      return false;
-    }
-    const loaded = await imageLoader.load(sample);
-    if (!loaded.ok) {
-      flags.push(loaded.flag);
-      return false;
-    }
-    const desc = await imageDescriptor(loaded.bytes, spec.image);
+    const desc = await imageDescriptor(image.bytes, spec.image);
     if (!desc.ok) {
       flags.push(desc.flag);
       return false;
@@ -81,7 +127,7 @@ export function createSampleFeaturizer(
     out.set(desc.features, row * spec.dims + layout.image[0]);
     const models = visionOf();
     if (models !== undefined) {
-      const v = await (await models).features(loaded.bytes);
+      const v = await (await models).features(image.bytes);
       if (!v.ok) {
         // The image decoded for the descriptor but not for a model: score it as image-less.
         out.fill(0, row * spec.dims + layout.image[0], row * spec.dims + layout.vision[1]);
@@ -93,32 +139,44 @@ export function createSampleFeaturizer(
     return true;
   }
 
-  return {
+  const featurizer: SampleFeaturizer = {
     spec,
     async featurize(samples) {
-      const n = samples.length;
+      return featurizer.featurizeLoaded(await loadSamples(samples, imageLoader));
+    },
+    async featurizeLoaded(items) {
+      const n = items.length;
       const features = new Float32Array(n * spec.dims);
-      const flags: ScoreFlag[][] = samples.map(() => []);
-      // Images load and decode off the main thread (fs, fetch, sharp's thread pool), a window at a
-      // time: a thousand completions landing in one loop turn would run their descriptor code
-      // back to back and hold the loop for hundreds of ms (measured at batch 1024).
+      const flags: ScoreFlag[][] = items.map(() => []);
+      // Images decode off this thread (sharp's thread pool), a window at a time: a thousand
+      // completions landing in one loop turn would run their descriptor code back to back and
+      // hold the loop for hundreds of ms (measured at batch 1024).
       const hasImage: boolean[] = new Array(n).fill(false);
       for (let w = 0; w < n; w += IMAGE_WINDOW) {
-        await yieldIfBusy();
         const end = Math.min(n, w + IMAGE_WINDOW);
+        const window = items.slice(w, end);
+        if (!window.some((it) => it.image.kind === "bytes")) {
+          // text-only: no decode to wait for, only the flag saying why
+          for (let k = w; k < end; k++) {
+            const image = items[k].image;
+            if (image.kind !== "bytes") flags[k].push(image.kind === "none" ? "no-image" : image.flag);
+          }
+          continue;
+        }
+        await yieldIfBusy();
         const done = await Promise.all(
-          samples.slice(w, end).map((sample, k) => imageBlock(sample, features, w + k, flags[w + k])),
+          window.map((it, k) => imageBlock(it.image, features, w + k, flags[w + k])),
         );
         for (let k = 0; k < done.length; k++) hasImage[w + k] = done[k];
       }
-      // Text runs on this thread: hand the event loop back whenever it has not turned for a few
-      // ms, so that featurizing never holds up heartbeats, timers or metric scrapes for long.
+      // Text: hand the event loop back whenever it has not turned for a few ms, so that
+      // featurizing never holds up heartbeats, timers or metric scrapes for long.
       for (let row = 0; row < n; row++) {
         if (row % 8 === 0) await yieldIfBusy();
-        const sample = samples[row];
-        const { questions, answers } = layoutConversation(sample);
+        const item = items[row];
+        const { questions, answers } = layoutConversation(item);
         const truncated = writeTextFeatures(
-          { questions, answers, imageSource: sample.image_source, hasImage: hasImage[row] },
+          { questions, answers, imageSource: item.image_source, hasImage: hasImage[row] },
           spec,
           features,
           row,
@@ -133,6 +191,7 @@ export function createSampleFeaturizer(
       if (models !== undefined) await (await models).close();
     },
   };
+  return featurizer;
 }
 
 /** The featurizer of mmssr-lite: 2048 + 2048 hashed text dims, 64 source, 32 form, 39 image. */

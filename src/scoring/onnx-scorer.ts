@@ -1,6 +1,6 @@
 import type { Sample } from "../domain/sample.js";
 import { NUM_CAPABILITIES, NUM_STYLES, STYLES, type StyleName } from "../domain/taxonomy.js";
-import { createSampleFeaturizer } from "./featurize-samples.js";
+import { createSampleFeaturizer, loadSamples } from "./featurize-samples.js";
 import type { ImageLoader } from "./image-source.js";
 import { createMicroBatcher, type MicroBatcher } from "./micro-batcher.js";
 import { checkSessionMatchesManifest, loadModel, type ModelManifest } from "./model-manifest.js";
@@ -20,6 +20,12 @@ export interface OnnxScorerOptions {
   batchSize?: number;
   /** scoreOne: longest wait for a batch to fill before it runs anyway (default 10 ms) */
   maxWaitMs?: number;
+  /**
+   * Where samples become feature rows: "workers" (default), in each inference worker next to
+   * its session, so that the main thread only loads images and routes batches; "main", on this
+   * thread, overlapped with inference (what issue 3 shipped; kept for the benchmarks' comparison).
+   */
+  featurizeOn?: "workers" | "main";
   logger?: (msg: string) => void;
 }
 
@@ -50,6 +56,7 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     inputName: manifest.input.name,
     scoresName: manifest.outputs.scores.name,
     stylesName: manifest.outputs.styles.name,
+    featurizer: { spec: manifest.featurizer },
     logger: options.logger,
   });
   try {
@@ -58,7 +65,10 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     await pool.close();
     throw err;
   }
+  // On this thread only for featurizeOn "main"; otherwise it checks the spec here, where an
+  // unknown kind fails at once with its name rather than in a worker.
   const featurizer = createSampleFeaturizer(manifest.featurizer, { imageLoader: options.imageLoader });
+  const inWorkers = (options.featurizeOn ?? "workers") === "workers";
   const thresholds = manifest.outputs.styles.thresholds;
   const batchSize = options.batchSize ?? 256;
   const dims = manifest.input.dims;
@@ -87,19 +97,47 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     });
   }
 
+  // Chunks in flight at once, over every score() call: two per worker keep each worker busy
+  // (one runs while the next waits), and bound the feature matrices and image bytes held.
+  const maxInFlight = 2 * pool.size;
+  let inFlight = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = async (): Promise<void> => {
+    while (inFlight >= maxInFlight) await new Promise<void>((resolve) => waiting.push(resolve));
+    inFlight++;
+  };
+  const release = (): void => {
+    inFlight--;
+    waiting.shift()?.();
+  };
+
   let batcher: MicroBatcher<Sample, SampleScore> | undefined;
   const scorer: OnnxScorer = {
     id: `${manifest.id}@${manifest.version}`,
     manifest,
     provider: pool.provider,
     async score(samples) {
-      // Featurize chunk by chunk on this thread while the workers run the chunks already
-      // featurized: with text-only input the two overlap, so throughput is set by the slower.
+      // Chunk by chunk: images load here (I/O) while the workers featurize and run the chunks
+      // already sent, every worker busy at once; in "main" mode featurizing happens here,
+      // overlapped with inference, and throughput is set by the slower of the two.
       const runs: Promise<SampleScore[]>[] = [];
       for (let k = 0; k < samples.length; k += batchSize) {
         const chunk = samples.slice(k, k + batchSize);
-        const { features, flags } = await featurizer.featurize(chunk);
-        const run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
+        await acquire();
+        let run: Promise<SampleScore[]>;
+        try {
+          if (inWorkers) {
+            const items = await loadSamples(chunk, options.imageLoader);
+            run = pool.runSamples(items, dims).then((out) => toScores(out, out.flags));
+          } else {
+            const { features, flags } = await featurizer.featurize(chunk);
+            run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
+          }
+        } catch (err) {
+          release();
+          throw err;
+        }
+        run = run.finally(release);
         run.catch(() => {}); // awaited below; a failure must not count as unhandled meanwhile
         runs.push(run);
       }

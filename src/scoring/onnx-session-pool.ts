@@ -17,8 +17,10 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ERROR_CODES, MmssrError } from "../domain/errors.js";
 import { NUM_CAPABILITIES, NUM_STYLES } from "../domain/taxonomy.js";
+import type { LoadedSample } from "./featurize-samples.js";
 import type { SessionSignature } from "./model-manifest.js";
 import type { MainToWorker, WorkerInit, WorkerToMain, WorkerValueMetadata } from "./onnx-session-worker.js";
+import type { ScoreFlag } from "./scoring-types.js";
 
 export type ExecutionProvider = "cpu" | "cuda";
 
@@ -38,7 +40,14 @@ export interface SessionPoolOptions {
   inputName?: string;
   scoresName?: string;
   stylesName?: string;
+  /** the model's featurizer, run in each worker for runSamples (plain data: it crosses threads) */
+  featurizer?: WorkerInit["featurizer"];
   logger?: (msg: string) => void;
+}
+
+export interface PoolResult {
+  scores: Float32Array;
+  styles: Float32Array;
 }
 
 export interface SessionPool {
@@ -47,7 +56,12 @@ export interface SessionPool {
     features: Float32Array,
     n: number,
     dims: number,
-  ): Promise<{ scores: Float32Array; styles: Float32Array }>;
+  ): Promise<PoolResult>;
+  /**
+   * Featurizes the samples in a worker (pool started with a featurizer) and runs them there:
+   * the main thread only clones the items over (image bytes are copied once and transferred).
+   */
+  runSamples(items: readonly LoadedSample[], dims: number): Promise<PoolResult & { flags: ScoreFlag[][] }>;
   /** the provider the sessions run on */
   readonly provider: ExecutionProvider;
   /** input/output names and declared shapes of the loaded model (for checkSessionMatchesManifest) */
@@ -58,7 +72,7 @@ export interface SessionPool {
 }
 
 interface Pending {
-  resolve: (r: { scores: Float32Array; styles: Float32Array }) => void;
+  resolve: (r: PoolResult & { flags?: ScoreFlag[][] }) => void;
   reject: (e: Error) => void;
   n: number;
 }
@@ -156,6 +170,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
       executionProvider: provider,
       fallbackToCpu,
       ...names,
+      featurizer: options.featurizer,
     };
     const worker = new Worker(script.script, { workerData: init, eval: script.eval });
     let settleReady: { resolve: (i: ReadyInfo) => void; reject: (e: Error) => void } | undefined;
@@ -225,7 +240,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
               ),
             );
           } else {
-            p.resolve({ scores: msg.scores, styles: msg.styles });
+            p.resolve({ scores: msg.scores, styles: msg.styles, flags: msg.flags });
           }
           break;
         }
@@ -248,6 +263,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
     signature: undefined as unknown as SessionSignature,
     size,
     run,
+    runSamples,
     close,
   };
 
@@ -314,11 +330,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
     return best;
   }
 
-  async function run(
-    features: Float32Array,
-    n: number,
-    dims: number,
-  ): Promise<{ scores: Float32Array; styles: Float32Array }> {
+  async function run(features: Float32Array, n: number, dims: number): Promise<PoolResult> {
     if (closed) throw inferenceError("session pool is closed");
     if (
       !Number.isInteger(n) ||
@@ -333,6 +345,45 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
       );
     }
     if (n === 0) return { scores: new Float32Array(0), styles: new Float32Array(0) };
+    const transferable =
+      features.buffer instanceof ArrayBuffer &&
+      features.byteOffset === 0 &&
+      features.byteLength === features.buffer.byteLength;
+    return dispatch(n, (id) => ({
+      msg: { type: "run", id, features, n, dims },
+      transfer: transferable ? [features.buffer as ArrayBuffer] : [],
+    }));
+  }
+
+  async function runSamples(
+    items: readonly LoadedSample[],
+    dims: number,
+  ): Promise<PoolResult & { flags: ScoreFlag[][] }> {
+    if (closed) throw inferenceError("session pool is closed");
+    if (options.featurizer === undefined)
+      throw new MmssrError(ERROR_CODES.INTERNAL, "session pool: runSamples needs a pool started with a featurizer");
+    const n = items.length;
+    if (n === 0) return { scores: new Float32Array(0), styles: new Float32Array(0), flags: [] };
+    // Image bytes are copied into buffers of their own and those are transferred: a loader's
+    // Buffer may be a view into a shared pool (or a cache) that must not be detached.
+    const transfer: ArrayBuffer[] = [];
+    const sent: LoadedSample[] = items.map((it) => {
+      if (it.image.kind !== "bytes") return it;
+      const bytes = new Uint8Array(it.image.bytes);
+      transfer.push(bytes.buffer);
+      return { ...it, image: { kind: "bytes", bytes } };
+    });
+    const out = await dispatch(n, (id) => ({ msg: { type: "score", id, items: sent, dims }, transfer }));
+    if (out.flags === undefined || out.flags.length !== n)
+      throw inferenceError(`inference worker returned flags for ${out.flags?.length ?? 0} of ${n} samples`);
+    return { scores: out.scores, styles: out.styles, flags: out.flags };
+  }
+
+  /** Sends one request (built with its id) to the least busy ready worker; resolves with its result. */
+  async function dispatch(
+    n: number,
+    build: (id: number) => { msg: MainToWorker; transfer: ArrayBuffer[] },
+  ): Promise<PoolResult & { flags?: ScoreFlag[][] }> {
     let slot = pick();
     if (!slot) {
       // every worker is being replaced: wait for the first that comes up
@@ -349,13 +400,9 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
     const target = slot;
     return new Promise((resolve, reject) => {
       target.inFlight.set(id, { resolve, reject, n });
-      const transferable =
-        features.buffer instanceof ArrayBuffer &&
-        features.byteOffset === 0 &&
-        features.byteLength === features.buffer.byteLength;
-      const msg: MainToWorker = { type: "run", id, features, n, dims };
+      const { msg, transfer } = build(id);
       try {
-        target.worker.postMessage(msg, transferable ? [features.buffer as ArrayBuffer] : undefined);
+        target.worker.postMessage(msg, transfer.length > 0 ? transfer : undefined);
       } catch (err) {
         target.inFlight.delete(id);
         reject(

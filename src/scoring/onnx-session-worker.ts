@@ -2,16 +2,21 @@
  * Worker thread of the session pool (onnx-session-pool.ts): owns one onnxruntime-node
  * InferenceSession so that its blocking run() never stalls the main event loop.
  *
- * Protocol (main -> worker): { type: "run", id, features, n, dims } | { type: "close" } (finish
- * the run in progress, release the session, exit) | { type: "crash" } (test aid)
+ * Protocol (main -> worker): { type: "run", id, features, n, dims } (a built feature matrix) |
+ * { type: "score", id, items, dims } (samples with their images loaded: featurized here, next to
+ * inference, by the featurizer the worker was started with) | { type: "close" } (finish the
+ * runs in progress, release the session, exit) | { type: "crash" } (test aid)
  * (worker -> main): "ready" once the session exists, "init-error" if it could not be created,
- * "result" / "error" per run. Result buffers are transferred, not copied.
+ * "result" / "error" per run. Feature, image and result buffers are transferred, not copied.
  *
- * Imports only node built-ins and onnxruntime-node (as a namespace, so it also loads when tsx
- * compiles it to CommonJS for a worker started from the TS sources).
+ * onnxruntime-node is imported as a namespace, so that it also loads when tsx compiles this file
+ * to CommonJS for a worker started from the TS sources (no top-level await either).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
+import { createSampleFeaturizer, type LoadedSample, type SampleFeaturizer } from "./featurize-samples.js";
+import type { FeatureSpec, ScoreFlag } from "./scoring-types.js";
+import type { VisionFeaturizerOptions } from "./vision/vision-features.js";
 
 export interface WorkerInit {
   onnxBytes?: Uint8Array;
@@ -23,6 +28,8 @@ export interface WorkerInit {
   inputName: string;
   scoresName: string;
   stylesName: string;
+  /** the model's featurizer, for "score" messages (vision models run in this thread) */
+  featurizer?: { spec: FeatureSpec; vision?: VisionFeaturizerOptions };
 }
 
 export interface WorkerValueMetadata {
@@ -44,11 +51,12 @@ export type WorkerToMain =
       outputMetadata: WorkerValueMetadata[];
     }
   | { type: "init-error"; provider: "cpu" | "cuda"; message: string }
-  | { type: "result"; id: number; scores: Float32Array; styles: Float32Array }
+  | { type: "result"; id: number; scores: Float32Array; styles: Float32Array; flags?: ScoreFlag[][] }
   | { type: "error"; id: number; message: string };
 
 export type MainToWorker =
   | { type: "run"; id: number; features: Float32Array; n: number; dims: number }
+  | { type: "score"; id: number; items: LoadedSample[]; dims: number }
   | { type: "close" }
   | { type: "crash" };
 
@@ -114,6 +122,13 @@ async function main(): Promise<void> {
   }
 
   const { inputName, scoresName, stylesName } = init;
+  // Vision models (if the spec has any) run in this thread: no worker of their own per worker.
+  const featurizer: SampleFeaturizer | undefined =
+    init.featurizer === undefined
+      ? undefined
+      : createSampleFeaturizer(init.featurizer.spec, {
+          vision: { ...init.featurizer.vision, inProcess: true },
+        });
   // The runs in progress: a close waits for them, because a thread torn down while ONNX
   // Runtime's own threads still work on its session can bring the whole process down.
   const running = new Set<Promise<void>>();
@@ -121,18 +136,34 @@ async function main(): Promise<void> {
     if (msg.type === "crash") process.exit(70);
     if (msg.type === "close") {
       Promise.allSettled([...running])
+        .then(() => featurizer?.close())
         .then(() => session.release())
         .catch(() => {})
         .finally(() => process.exit(0));
       return;
     }
-    if (msg.type !== "run") return;
-    const run = runOne(msg);
+    if (msg.type !== "run" && msg.type !== "score") return;
+    const run = msg.type === "run" ? runOne(msg) : scoreOne(msg);
     running.add(run);
     void run.finally(() => running.delete(run));
   });
 
-  async function runOne(msg: Extract<MainToWorker, { type: "run" }>): Promise<void> {
+  async function scoreOne(msg: Extract<MainToWorker, { type: "score" }>): Promise<void> {
+    if (featurizer === undefined) {
+      post({ type: "error", id: msg.id, message: "this worker was started without a featurizer" });
+      return;
+    }
+    let built: { features: Float32Array; flags: ScoreFlag[][] };
+    try {
+      built = await featurizer.featurizeLoaded(msg.items);
+    } catch (err) {
+      post({ type: "error", id: msg.id, message: `featurizing failed: ${err instanceof Error ? err.message : String(err)}` });
+      return;
+    }
+    await runOne({ type: "run", id: msg.id, features: built.features, n: msg.items.length, dims: msg.dims }, built.flags);
+  }
+
+  async function runOne(msg: Extract<MainToWorker, { type: "run" }>, flags?: ScoreFlag[][]): Promise<void> {
     const { id, features, n, dims } = msg;
     try {
       const input = new ort.Tensor("float32", features, [n, dims]);
@@ -140,7 +171,7 @@ async function main(): Promise<void> {
       const scores = ownBuffer(asFloat32(out[scoresName]?.data, scoresName));
       const styles = ownBuffer(asFloat32(out[stylesName]?.data, stylesName));
       input.dispose();
-      post({ type: "result", id, scores, styles }, [
+      post({ type: "result", id, scores, styles, flags }, [
         scores.buffer as ArrayBuffer,
         styles.buffer as ArrayBuffer,
       ]);
