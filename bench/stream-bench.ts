@@ -388,7 +388,9 @@ function startChild(spec: ChildSpec): {
 } {
   const child = fork(self, ["--child", JSON.stringify(spec)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
-    execArgv: process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [],
+    execArgv: process.env.BENCH_CPU_PROF
+      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+      : [],
   });
   let onJoined: (t: number) => void = () => {};
   const joined = new Promise<number>((r) => {

@@ -7,7 +7,8 @@
  * Batches are pulled one at a time and handed (as Arrow IPC bytes) to a worker thread that runs
  * the parquet-wasm streaming writer, so building the next batch overlaps with encoding the last
  * one; at most two batches wait for the encoder, and the encoded bytes are streamed to disk, so
- * memory holds a few row groups, not the whole file.
+ * memory holds a few row groups, not the whole file. Encoder threads are reused from file to
+ * file (a few kept warm, unref'd); one that failed is terminated.
  * The file is published atomically (AtomicFile: temporary name, fsync, rename, directory fsync).
  */
 import { createRequire } from "node:module";
@@ -51,8 +52,14 @@ interface EncoderSettings {
   createdBy: string;
 }
 
-/** Main thread -> encoder: one batch as Arrow IPC stream bytes, the schema only, or the end. */
-type ToEncoder = { kind: "batch" | "schema"; ipc: Uint8Array } | { kind: "end" };
+/**
+ * Main thread -> encoder: a file begins (its settings), one batch as Arrow IPC stream bytes,
+ * the schema only, or the file's end.
+ */
+type ToEncoder =
+  | { kind: "begin"; settings: EncoderSettings }
+  | { kind: "batch" | "schema"; ipc: Uint8Array }
+  | { kind: "end" };
 /** Encoder -> main thread. */
 type FromEncoder =
   | { kind: "ack" }
@@ -62,20 +69,15 @@ type FromEncoder =
 
 /**
  * The encoder thread (CommonJS, evaluated from this string so that it runs the same from the
- * TypeScript sources and from dist/). It turns the IPC batches it is sent into Parquet bytes with
- * parquet-wasm's streaming writer and posts them back; it acks each batch once taken, which the
- * main thread uses as backpressure.
+ * TypeScript sources and from dist/). It encodes one file after another: for each, it turns the
+ * IPC batches it is sent into Parquet bytes with parquet-wasm's streaming writer and posts them
+ * back; it acks each batch once taken, which the main thread uses as backpressure. A thread
+ * outlives its file so that the WebAssembly module stays compiled and warm (a fresh thread per
+ * file paid the compile and ran cold code: about as much as the encoding itself).
  */
 const ENCODER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const pw = require(workerData.parquetWasm);
-const s = workerData.settings;
-let builder = new pw.WriterPropertiesBuilder()
-  .setCompression(pw.Compression[s.codec])
-  .setMaxRowGroupSize(s.rowGroupSize)
-  .setCreatedBy(s.createdBy);
-for (const column of s.plainColumns) builder = builder.setColumnDictionaryEnabled(column, false);
-const props = builder.build();
 const inbox = [];
 let wake;
 parentPort.on("message", (m) => {
@@ -83,35 +85,50 @@ parentPort.on("message", (m) => {
   if (wake) { const w = wake; wake = undefined; w(); }
 });
 const next = () => inbox.length > 0 ? Promise.resolve(inbox.shift()) : new Promise((r) => { wake = () => r(inbox.shift()); });
-const pending = [];
-const input = new ReadableStream({
-  async pull(controller) {
-    while (pending.length === 0) {
-      const m = await next();
-      if (m.kind === "end") { controller.close(); return; }
-      const table = pw.Table.fromIPCStream(m.ipc);
-      try {
-        if (m.kind === "schema") { const empty = table.recordBatch(0); if (empty) pending.push(empty); }
-        else pending.push(...table.recordBatches());
-      } finally { table.free(); }
-      parentPort.postMessage({ kind: "ack" });
-    }
-    controller.enqueue(pending.shift());
-  },
-});
+async function encodeFile(s) {
+  let builder = new pw.WriterPropertiesBuilder()
+    .setCompression(pw.Compression[s.codec])
+    .setMaxRowGroupSize(s.rowGroupSize)
+    .setCreatedBy(s.createdBy);
+  for (const column of s.plainColumns) builder = builder.setColumnDictionaryEnabled(column, false);
+  const props = builder.build();
+  const pending = [];
+  const input = new ReadableStream({
+    async pull(controller) {
+      while (pending.length === 0) {
+        const m = await next();
+        if (m.kind === "end") { controller.close(); return; }
+        const table = pw.Table.fromIPCStream(m.ipc);
+        try {
+          if (m.kind === "schema") { const empty = table.recordBatch(0); if (empty) pending.push(empty); }
+          else pending.push(...table.recordBatches());
+        } finally { table.free(); }
+        parentPort.postMessage({ kind: "ack" });
+      }
+      controller.enqueue(pending.shift());
+    },
+  });
+  // transformParquetStream takes ownership of (and frees) the writer properties.
+  const reader = (await pw.transformParquetStream(input, props)).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const bytes = value.slice();
+    parentPort.postMessage({ kind: "chunk", bytes }, [bytes.buffer]);
+  }
+}
 (async () => {
-  try {
-    // transformParquetStream takes ownership of (and frees) the writer properties.
-    const reader = (await pw.transformParquetStream(input, props)).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const bytes = value.slice();
-      parentPort.postMessage({ kind: "chunk", bytes }, [bytes.buffer]);
+  for (;;) {
+    const m = await next();
+    if (m.kind !== "begin") continue;
+    try {
+      await encodeFile(m.settings);
+      parentPort.postMessage({ kind: "done" });
+    } catch (err) {
+      parentPort.postMessage({ kind: "error", message: err instanceof Error ? err.message : String(err) });
+      // the rest of a failed file's messages may still arrive; a thread that failed is not reused
+      return;
     }
-    parentPort.postMessage({ kind: "done" });
-  } catch (err) {
-    parentPort.postMessage({ kind: "error", message: err instanceof Error ? err.message : String(err) });
   }
 })();
 `;
@@ -120,6 +137,40 @@ const requireHere = createRequire(import.meta.url);
 
 /** Batches sent to the encoder and not yet taken: bounds memory to a few batches. */
 const MAX_IN_FLIGHT = 2;
+
+/** Encoder threads kept warm between files (more are started while several files are written at once). */
+const MAX_IDLE_ENCODERS = 2;
+const idleEncoders: Worker[] = [];
+
+function takeEncoder(): Worker {
+  const warm = idleEncoders.pop();
+  if (warm) {
+    warm.ref();
+    return warm;
+  }
+  return new Worker(ENCODER_SOURCE, {
+    eval: true,
+    workerData: { parquetWasm: requireHere.resolve("parquet-wasm") },
+  });
+}
+
+/** A thread whose file was encoded goes back to the idle set; it does not keep the process alive. */
+function returnEncoder(worker: Worker): void {
+  worker.removeAllListeners("message");
+  worker.removeAllListeners("error");
+  worker.removeAllListeners("exit");
+  if (idleEncoders.length >= MAX_IDLE_ENCODERS) {
+    void worker.terminate();
+    return;
+  }
+  worker.on("exit", () => {
+    const k = idleEncoders.indexOf(worker);
+    if (k >= 0) idleEncoders.splice(k, 1);
+  });
+  worker.on("error", () => {});
+  worker.unref();
+  idleEncoders.push(worker);
+}
 
 /** `bytes` alone in a buffer of its own, so that the buffer can be transferred to the encoder. */
 function ownBytes(bytes: Uint8Array): Uint8Array {
@@ -159,10 +210,8 @@ export async function writeParquetFile(
 
   // Arrow batches are built here while a worker thread encodes the previous ones: on two cores
   // the Parquet encoding (ZSTD, dictionaries) runs beside the gathering of rows instead of after.
-  const worker = new Worker(ENCODER_SOURCE, {
-    eval: true,
-    workerData: { parquetWasm: requireHere.resolve("parquet-wasm"), settings },
-  });
+  const worker = takeEncoder();
+  let encoded = false;
   let bytes = 0;
   let inFlight = 0;
   let acked: (() => void) | undefined;
@@ -182,14 +231,17 @@ export async function writeParquetFile(
           .catch((err: unknown) => {
             writeError ??= err;
           });
-      } else if (m.kind === "done") resolve();
-      else reject(new Error(m.message));
+      } else if (m.kind === "done") {
+        encoded = true;
+        resolve();
+      } else reject(new Error(m.message));
     });
     worker.on("error", reject);
     worker.on("exit", (code) => reject(new Error(`the Parquet encoder thread stopped (exit code ${code})`)));
   });
   finished.catch(() => {}); // awaited below; an early failure must not count as unhandled
-  const send = async (message: ToEncoder): Promise<void> => {
+  worker.postMessage({ kind: "begin", settings } satisfies ToEncoder);
+  const send = async (message: Exclude<ToEncoder, { kind: "begin" }>): Promise<void> => {
     while (inFlight >= MAX_IN_FLIGHT) await Promise.race([new Promise<void>((r) => (acked = r)), finished]);
     if (message.kind === "end") worker.postMessage(message);
     else {
@@ -239,8 +291,11 @@ export async function writeParquetFile(
     if (sourceError !== undefined) throw sourceError;
     throw ioError(path, err);
   } finally {
-    worker.removeAllListeners("exit");
-    await worker.terminate();
+    if (encoded) returnEncoder(worker);
+    else {
+      worker.removeAllListeners("exit");
+      await worker.terminate();
+    }
   }
   return bytes;
 }

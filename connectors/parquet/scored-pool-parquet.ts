@@ -40,6 +40,7 @@ import {
   UNKNOWN_SOURCE,
 } from "../../src/domain/taxonomy.js";
 import { describe, type ScoredPool, ScoredPoolBuilder, scoreError } from "../../src/pool/scored-pool.js";
+import { boolData, float64Data, utf8Column } from "./arrow-columns.js";
 import { openParquet, parquetBatches, toPlain } from "./parquet-batches.js";
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetWriteOptions, writeParquetFile } from "./parquet-writer.js";
 
@@ -62,102 +63,6 @@ export interface WriteScoredPoolParquetOptions extends ParquetWriteOptions {
 const encoder = new TextEncoder();
 const STYLE_BYTES = STYLES.map((s) => encoder.encode(s));
 
-class ByteSink {
-  bytes = new Uint8Array(1 << 16);
-  length = 0;
-  reserve(extra: number): void {
-    if (this.length + extra <= this.bytes.length) return;
-    let cap = this.bytes.length * 2;
-    while (cap < this.length + extra) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.bytes.subarray(0, this.length));
-    this.bytes = next;
-  }
-  pushString(s: string): void {
-    this.reserve(s.length * 3);
-    this.length += encoder.encodeInto(s, this.bytes.subarray(this.length)).written;
-  }
-  pushBytes(b: Uint8Array): void {
-    this.reserve(b.length);
-    this.bytes.set(b, this.length);
-    this.length += b.length;
-  }
-  take(): Uint8Array {
-    return this.bytes.slice(0, this.length);
-  }
-}
-
-function utf8Data(length: number, get: (k: number) => string | null): Data<Utf8> {
-  const sink = new ByteSink();
-  const offsets = new Int32Array(length + 1);
-  const nulls = new Uint8Array((length + 7) >> 3);
-  let nullCount = 0;
-  for (let k = 0; k < length; k++) {
-    const s = get(k);
-    if (s === null) nullCount++;
-    else {
-      nulls[k >> 3] |= 1 << (k & 7);
-      sink.pushString(s);
-    }
-    offsets[k + 1] = sink.length;
-  }
-  return makeData({
-    type: new Utf8(),
-    length,
-    valueOffsets: offsets,
-    data: sink.take(),
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
-  });
-}
-
-/** A nullable float64 Arrow column (null or NaN -> null), for score columns. */
-export function float64Data(length: number, get: (k: number) => number | null | undefined): Data<Float64> {
-  const values = new Float64Array(length);
-  const nulls = new Uint8Array((length + 7) >> 3);
-  let nullCount = 0;
-  for (let k = 0; k < length; k++) {
-    const v = get(k);
-    if (v === null || v === undefined || Number.isNaN(v)) nullCount++;
-    else {
-      values[k] = v;
-      nulls[k >> 3] |= 1 << (k & 7);
-    }
-  }
-  return makeData({
-    type: new Float64(),
-    length,
-    data: values,
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
-  });
-}
-
-function boolData(length: number, get: (k: number) => boolean | null): Data<Bool> {
-  const values = new Uint8Array((length + 7) >> 3);
-  const nulls = new Uint8Array((length + 7) >> 3);
-  let nullCount = 0;
-  for (let k = 0; k < length; k++) {
-    const v = get(k);
-    if (v === null) nullCount++;
-    else {
-      nulls[k >> 3] |= 1 << (k & 7);
-      if (v) values[k >> 3] |= 1 << (k & 7);
-    }
-  }
-  return makeData({
-    type: new Bool(),
-    length,
-    data: values,
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
-  });
-}
-
-/**
- * A utf8 column of strings (null/undefined = null). ASCII text (the usual ids, sources and
- * bucket names) is encoded with one join and one encode per batch; other text string by string.
- */
 /**
  * `image_source` as every writer stores it: dictionary<int32, utf8> (few distinct sources, many
  * rows), so that the scored pool of `mmssr score` and the scored log of `mmssr curate` have one type.
@@ -191,42 +96,13 @@ export function imageSourceData(values: readonly string[]): Data {
     }
     indices[k] = c;
   });
-  const dict = makeVector(utf8Strings([...codes.keys()]));
+  const dict = makeVector(utf8Column([...codes.keys()]));
   return makeData({
     type: IMAGE_SOURCE_TYPE(),
     length: values.length,
     data: indices,
     dictionary: dict,
     nullCount: 0,
-  });
-}
-
-function utf8Strings(strs: readonly (string | null | undefined)[]): Data<Utf8> {
-  const length = strs.length;
-  const joined = strs.join("");
-  const buf = Buffer.from(joined, "utf8");
-  // Every non-ASCII UTF-16 unit takes 2 or more UTF-8 bytes, so equal lengths mean all ASCII.
-  if (buf.length !== joined.length) return utf8Data(length, (k) => strs[k] ?? null);
-  const offsets = new Int32Array(length + 1);
-  const nulls = new Uint8Array((length + 7) >> 3);
-  let nullCount = 0;
-  let o = 0;
-  for (let k = 0; k < length; k++) {
-    const s = strs[k];
-    if (s === null || s === undefined) nullCount++;
-    else {
-      nulls[k >> 3] |= 1 << (k & 7);
-      o += s.length;
-    }
-    offsets[k + 1] = o;
-  }
-  return makeData({
-    type: new Utf8(),
-    length,
-    valueOffsets: offsets,
-    data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length),
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
   });
 }
 
@@ -392,7 +268,7 @@ function* batchesOf(
     ([key]) => !(key in added) && !INTERCHANGE_COLUMNS.has(key),
   );
 
-  const sourceDict = makeVector(utf8Data(pool.sources.length, (k) => pool.sources[k]));
+  const sourceDict = makeVector(utf8Column(pool.sources));
   const dictType = IMAGE_SOURCE_TYPE();
   const styleList = new List(new Field("item", new Utf8(), true));
   const stringsType = new List(new Field("item", new Utf8(), true));
@@ -420,7 +296,7 @@ function* batchesOf(
     const children: Data[] = [];
     const ids: string[] = new Array(len);
     for (let k = 0; k < len; k++) ids[k] = pool.ids[batchRows[k]];
-    children.push(utf8Strings(ids));
+    children.push(utf8Column(ids));
 
     const indices = new Int32Array(len);
     for (let k = 0; k < len; k++) indices[k] = pool.sourceIndex[batchRows[k]];
@@ -436,7 +312,8 @@ function* batchesOf(
       };
       if (kind === "float64") children.push(float64Data(len, (k) => value(k) as number | null));
       else if (kind === "bool") children.push(boolData(len, (k) => value(k) as boolean | null));
-      else if (kind === "utf8") children.push(utf8Data(len, (k) => value(k) as string | null));
+      else if (kind === "utf8")
+        children.push(utf8Column(Array.from({ length: len }, (_, k) => value(k) as string | null)));
       else if (kind === "strings")
         children.push(
           vectorFromArray(
@@ -446,13 +323,15 @@ function* batchesOf(
         );
       else
         children.push(
-          utf8Data(len, (k) => {
-            const v = value(k);
-            return v === null ? null : JSON.stringify(v);
-          }),
+          utf8Column(
+            Array.from({ length: len }, (_, k) => {
+              const v = value(k);
+              return v === null ? null : JSON.stringify(v);
+            }),
+          ),
         );
     }
-    for (const values of Object.values(added)) children.push(utf8Strings(values.slice(start, start + len)));
+    for (const values of Object.values(added)) children.push(utf8Column(values.slice(start, start + len)));
 
     yield new RecordBatch(
       schema,

@@ -97,9 +97,10 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     });
   }
 
-  // Chunks in flight at once, over every score() call: two per worker keep each worker busy
-  // (one runs while the next waits), and bound the feature matrices and image bytes held.
-  const maxInFlight = 2 * pool.size;
+  // Chunks in flight at once, over every score() call: enough queued per worker that it stays
+  // busy while this thread is held by other work (selecting, encoding a window: tens of ms),
+  // few enough to bound the images held. A worker featurizes its queue one batch at a time.
+  const maxInFlight = (inWorkers ? 4 : 2) * pool.size;
   let inFlight = 0;
   const waiting: (() => void)[] = [];
   const acquire = async (): Promise<void> => {
@@ -111,6 +112,30 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     waiting.shift()?.();
   };
 
+  let dispatching: Promise<void> = Promise.resolve();
+  async function dispatchChunks(samples: readonly Sample[], runs: Promise<SampleScore[]>[]): Promise<void> {
+    for (let k = 0; k < samples.length; k += batchSize) {
+      const chunk = samples.slice(k, k + batchSize);
+      await acquire();
+      let run: Promise<SampleScore[]>;
+      try {
+        if (inWorkers) {
+          const items = await loadSamples(chunk, options.imageLoader);
+          run = pool.runSamples(items, dims).then((out) => toScores(out, out.flags));
+        } else {
+          const { features, flags } = await featurizer.featurize(chunk);
+          run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
+        }
+      } catch (err) {
+        release();
+        throw err;
+      }
+      run = run.finally(release);
+      run.catch(() => {}); // awaited below; a failure must not count as unhandled meanwhile
+      runs.push(run);
+    }
+  }
+
   let batcher: MicroBatcher<Sample, SampleScore> | undefined;
   const scorer: OnnxScorer = {
     id: `${manifest.id}@${manifest.version}`,
@@ -120,26 +145,20 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
       // Chunk by chunk: images load here (I/O) while the workers featurize and run the chunks
       // already sent, every worker busy at once; in "main" mode featurizing happens here,
       // overlapped with inference, and throughput is set by the slower of the two.
+      // Calls dispatch in the order they were made: a call's chunks all take their slots before
+      // the next call's first does, so that the first of several windows scored at once is done
+      // first instead of all of them finishing together.
+      const turn = dispatching;
+      let done = (): void => {};
+      dispatching = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      await turn;
       const runs: Promise<SampleScore[]>[] = [];
-      for (let k = 0; k < samples.length; k += batchSize) {
-        const chunk = samples.slice(k, k + batchSize);
-        await acquire();
-        let run: Promise<SampleScore[]>;
-        try {
-          if (inWorkers) {
-            const items = await loadSamples(chunk, options.imageLoader);
-            run = pool.runSamples(items, dims).then((out) => toScores(out, out.flags));
-          } else {
-            const { features, flags } = await featurizer.featurize(chunk);
-            run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
-          }
-        } catch (err) {
-          release();
-          throw err;
-        }
-        run = run.finally(release);
-        run.catch(() => {}); // awaited below; a failure must not count as unhandled meanwhile
-        runs.push(run);
+      try {
+        await dispatchChunks(samples, runs);
+      } finally {
+        done();
       }
       return (await Promise.all(runs)).flat();
     },

@@ -52,11 +52,7 @@ export interface PoolResult {
 
 export interface SessionPool {
   /** features: [n * dims] row-major float32. Resolves with scores [n*14] and styles [n*9]. */
-  run(
-    features: Float32Array,
-    n: number,
-    dims: number,
-  ): Promise<PoolResult>;
+  run(features: Float32Array, n: number, dims: number): Promise<PoolResult>;
   /**
    * Featurizes the samples in a worker (pool started with a featurizer) and runs them there:
    * the main thread only clones the items over (image bytes are copied once and transferred).
@@ -361,7 +357,10 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
   ): Promise<PoolResult & { flags: ScoreFlag[][] }> {
     if (closed) throw inferenceError("session pool is closed");
     if (options.featurizer === undefined)
-      throw new MmssrError(ERROR_CODES.INTERNAL, "session pool: runSamples needs a pool started with a featurizer");
+      throw new MmssrError(
+        ERROR_CODES.INTERNAL,
+        "session pool: runSamples needs a pool started with a featurizer",
+      );
     const n = items.length;
     if (n === 0) return { scores: new Float32Array(0), styles: new Float32Array(0), flags: [] };
     // Image bytes are copied into buffers of their own and those are transferred: a loader's

@@ -132,6 +132,7 @@ async function main(): Promise<void> {
   // The runs in progress: a close waits for them, because a thread torn down while ONNX
   // Runtime's own threads still work on its session can bring the whole process down.
   const running = new Set<Promise<void>>();
+  let queue: Promise<void> = Promise.resolve();
   port.on("message", (msg: MainToWorker) => {
     if (msg.type === "crash") process.exit(70);
     if (msg.type === "close") {
@@ -143,7 +144,15 @@ async function main(): Promise<void> {
       return;
     }
     if (msg.type !== "run" && msg.type !== "score") return;
-    const run = msg.type === "run" ? runOne(msg) : scoreOne(msg);
+    // Featurizing yields to this thread's loop; batches taken one after another keep a single
+    // feature matrix alive and finish in the order they came (images of a batch still decode
+    // in parallel, in sharp's threads).
+    let run: Promise<void>;
+    if (msg.type === "run") run = runOne(msg);
+    else {
+      run = queue.then(() => scoreOne(msg));
+      queue = run;
+    }
     running.add(run);
     void run.finally(() => running.delete(run));
   });
@@ -157,10 +166,17 @@ async function main(): Promise<void> {
     try {
       built = await featurizer.featurizeLoaded(msg.items);
     } catch (err) {
-      post({ type: "error", id: msg.id, message: `featurizing failed: ${err instanceof Error ? err.message : String(err)}` });
+      post({
+        type: "error",
+        id: msg.id,
+        message: `featurizing failed: ${err instanceof Error ? err.message : String(err)}`,
+      });
       return;
     }
-    await runOne({ type: "run", id: msg.id, features: built.features, n: msg.items.length, dims: msg.dims }, built.flags);
+    await runOne(
+      { type: "run", id: msg.id, features: built.features, n: msg.items.length, dims: msg.dims },
+      built.flags,
+    );
   }
 
   async function runOne(msg: Extract<MainToWorker, { type: "run" }>, flags?: ScoreFlag[][]): Promise<void> {

@@ -164,22 +164,41 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       log(`idle, but waiting for ${waiting.length} partition(s) to be decided: ${waiting.join(", ")}`);
     }
   };
-  const timer = setInterval(() => {
-    committing = committing
-      .then(commit)
-      .catch((err) => log(`commit failed (will retry): ${(err as Error).message}`));
+  /**
+   * Backpressure: above maxInFlight undecided records the source pauses, and what is decided is
+   * published now rather than at its rotation's time trigger (which may be a minute away:
+   * waiting for it kept the source paused with the workers idle); below half it resumes.
+   */
+  let relieving: Promise<void> | undefined;
+  const applyBackpressure = (): void => {
     const inFlight = owner.undecidedTotal;
-    m?.undecided.set(inFlight);
-    m?.partitionsOwned.set(owner.positions().filter((p) => p.ready).length);
-    m?.paused.set(paused ? 1 : 0);
     if (!paused && inFlight > maxInFlight) {
       paused = true;
       source.pause();
+      m?.paused.set(1);
       log(`paused: ${inFlight} records undecided`);
     } else if (paused && inFlight < maxInFlight / 2) {
       paused = false;
       source.resume();
+      m?.paused.set(0);
     }
+    if (paused && relieving === undefined && sink.pendingRows > 0) {
+      relieving = sink
+        .flush()
+        .catch((err) => log(`publishing under backpressure failed (will retry): ${(err as Error).message}`))
+        .finally(() => {
+          relieving = undefined;
+        });
+    }
+  };
+  const pressure = setInterval(applyBackpressure, 100);
+  const timer = setInterval(() => {
+    committing = committing
+      .then(commit)
+      .catch((err) => log(`commit failed (will retry): ${(err as Error).message}`));
+    m?.undecided.set(owner.undecidedTotal);
+    m?.partitionsOwned.set(owner.positions().filter((p) => p.ready).length);
+    m?.paused.set(paused ? 1 : 0);
     // While paused for backpressure nothing arrives by our own choice: that is not idleness.
     if (paused) lastArrival = Date.now();
     // The idle clock starts once the source can deliver (a consumer joining its group takes seconds).
@@ -204,6 +223,8 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
       stats.read++;
       m?.read.inc();
       lastArrival = Date.now();
+      // a fetch delivers tens of thousands of records in one go: check between timer ticks too
+      if ((stats.read & 1023) === 0) applyBackpressure();
     }),
     filter((raw) => {
       const verdict = owner.admit(raw.origin, raw.generation);
@@ -344,6 +365,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
     await commit();
   } finally {
     clearInterval(timer);
+    clearInterval(pressure);
     options.signal?.removeEventListener("abort", stop);
   }
   return stats;
