@@ -59,6 +59,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
   /** the claim of the current generation */
   let claimed: Promise<void> = Promise.resolve();
   let ended = false;
+  let paused = false;
   let readyAt: number | undefined;
   let commitSeq = 0;
   const commits: CommitSeen[] = [];
@@ -111,7 +112,10 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
         if (gen !== generation || !owned.some((tp) => tp.partition === batch.partition)) return;
         let lastBeat = Date.now();
         for (const m of batch.messages) {
-          if (ended || !isRunning() || isStale() || gen !== generation) break;
+          // Paused for backpressure: the rest of the batch is left unresolved, so kafkajs fetches
+          // it again from there after resume (a fetch holds up to 32 MiB a partition: 100,000
+          // small samples, far past the graph's limit, if handed out anyway).
+          if (ended || paused || !isRunning() || isStale() || gen !== generation) break;
           records.next({
             origin: { topic: batch.topic, partition: batch.partition, offset: m.offset },
             key: m.key ? m.key.toString("utf8") : null,
@@ -191,9 +195,11 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
       return out;
     },
     pause() {
+      paused = true;
       safely(() => consumer.pause([{ topic }]));
     },
     resume() {
+      paused = false;
       safely(() => consumer.resume([{ topic }]));
     },
     async stop() {

@@ -53,8 +53,14 @@ export interface CurationGraphOptions {
   windowSize: number;
   windowMs: number;
   parse?: ParseRecordOptions;
-  /** pause the source above this many undecided records, resume below half (default 50,000) */
+  /**
+   * pause the source above this many undecided records (read, not yet published), resume below
+   * half (default 200,000 or 5 windows, whichever is more: records wait for scoring, selection
+   * and their rotation, so a limit near one window kept the workers idle between pauses)
+   */
   maxInFlight?: number;
+  /** ... or above this many bytes of them (message sizes averaged over the run; default 512 MiB) */
+  maxInFlightBytes?: number;
   /** commit what may be committed this often (default 2 s) */
   commitIntervalMs?: number;
   /**
@@ -104,7 +110,9 @@ export interface CurationLive {
 export async function runCurationGraph(options: CurationGraphOptions): Promise<CurationStats> {
   const { source, scorer, sink, owner, deadLetters, select } = options;
   const log = options.log ?? (() => {});
-  const maxInFlight = options.maxInFlight ?? 50_000;
+  const maxInFlight = options.maxInFlight ?? Math.max(200_000, 5 * options.windowSize);
+  const maxInFlightBytes = options.maxInFlightBytes ?? 512 * 1024 * 1024;
+  let bytesRead = 0;
   const m = options.metrics;
   const stats: CurationStats = {
     read: 0,
@@ -172,12 +180,17 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   let relieving: Promise<void> | undefined;
   const applyBackpressure = (): void => {
     const inFlight = owner.undecidedTotal;
-    if (!paused && inFlight > maxInFlight) {
+    // the share of either limit in use (bytes estimated from the mean message size so far)
+    const load = Math.max(
+      inFlight / maxInFlight,
+      (inFlight * (bytesRead / Math.max(1, stats.read))) / maxInFlightBytes,
+    );
+    if (!paused && load > 1) {
       paused = true;
       source.pause();
       m?.paused.set(1);
       log(`paused: ${inFlight} records undecided`);
-    } else if (paused && inFlight < maxInFlight / 2) {
+    } else if (paused && load < 0.5) {
       paused = false;
       source.resume();
       m?.paused.set(0);
@@ -219,8 +232,9 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
   }, options.commitIntervalMs ?? 2_000);
 
   const parsed$ = source.records$.pipe(
-    tap(() => {
+    tap((raw) => {
       stats.read++;
+      bytesRead += raw.value?.length ?? 0;
       m?.read.inc();
       lastArrival = Date.now();
       // a fetch delivers tens of thousands of records in one go: check between timer ticks too

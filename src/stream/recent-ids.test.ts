@@ -20,4 +20,14 @@ describe("RecentIds", () => {
     expect(new RecentIds(0).repeatOf("a", "o")).toBeUndefined();
     expect(() => new RecentIds(-1)).toThrow(/capacity/);
   });
+
+  it("keeps exactly the last `capacity` ids over many evictions (oldest out first)", () => {
+    const ids = new RecentIds(1_000);
+    for (let i = 0; i < 5_000; i++) expect(ids.repeatOf(`id-${i}`, `o${i}`)).toBeUndefined();
+    expect(ids.size).toBe(1_000);
+    for (let i = 4_000; i < 5_000; i++) expect(ids.repeatOf(`id-${i}`, "elsewhere")).toBe(`o${i}`);
+    // the 1,000 before them were forgotten (and each of these lookups records a new id)
+    expect(ids.repeatOf("id-3999", "again")).toBeUndefined();
+    expect(ids.size).toBe(1_000);
+  });
 });

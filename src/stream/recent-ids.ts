@@ -7,10 +7,19 @@
  */
 export class RecentIds {
   private readonly firstOrigin = new Map<string, string>();
+  /**
+   * The ids in the order they were recorded, as a ring: the oldest is evicted by position.
+   * (Taking the Map's first key instead costs a walk over every slot deleted before it until
+   * V8 compacts the table: at capacity, each record paid for all earlier evictions, measured
+   * at ~80 µs a record once 200,000 ids were held.)
+   */
+  private readonly ring: (string | undefined)[];
+  private next = 0;
 
   constructor(readonly capacity: number = 200_000) {
     if (!(Number.isSafeInteger(capacity) && capacity >= 0))
       throw new RangeError(`capacity: must be a whole number >= 0, got ${capacity}`);
+    this.ring = new Array(capacity);
   }
 
   /** The origin that first carried `id` when it is not `origin`; else records `id` and returns undefined. */
@@ -18,10 +27,10 @@ export class RecentIds {
     const first = this.firstOrigin.get(id);
     if (first !== undefined) return first === origin ? undefined : first;
     if (this.capacity === 0) return undefined;
-    if (this.firstOrigin.size >= this.capacity) {
-      const oldest = this.firstOrigin.keys().next().value as string;
-      this.firstOrigin.delete(oldest);
-    }
+    const oldest = this.ring[this.next];
+    if (oldest !== undefined) this.firstOrigin.delete(oldest);
+    this.ring[this.next] = id;
+    this.next = (this.next + 1) % this.capacity;
     this.firstOrigin.set(id, origin);
     return undefined;
   }
