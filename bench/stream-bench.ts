@@ -8,14 +8,17 @@
  * running; MMSSR_KAFKA_BROKERS or --brokers names another) with the bundled mmssr-lite model.
  * Each measured party runs in its own child process (fork of this file), so its RSS is its own.
  *
- * 1. Throughput. A fresh topic (3 partitions) is filled with N messages, then read twice by two
- *    fresh consumer groups:
+ * 1. Throughput. A fresh topic (3 partitions) is filled with N messages, then read by fresh
+ *    consumer groups (bare once, end to end once per worker count), and the scorer alone is run
+ *    on the same samples before each end-to-end run (child role "score": the parsed samples
+ *    through OnnxScorer.score, 256 per call, 2 x workers calls in flight, same model, workers and
+ *    image loader), so that the ratio end to end / scorer alone comes from one run:
  *    - bare: a kafkajs consumer with exactly the settings of connectors/kafka/kafka-source.ts
  *      (maxBytesPerPartition 32 MiB, maxBytes 64 MiB, session 30 s, heartbeat 3 s, autoCommit
  *      off, eachBatch, resolveOffset per message, heartbeat every second) that does nothing else:
  *      no parse, no score, no sink, no commit;
  *    - end to end: `runCurate` (src/cli/commands/curate-command.ts), window mode, ratio 0.3,
- *      window 20,000 / 2,000 ms, 1 scoring worker, sink rotation 100,000 rows or 2,000 ms
+ *      window 20,000 / 2,000 ms, 1 or 2 scoring workers, sink rotation 100,000 rows or 2,000 ms
  *      (the CLI's 60 s time trigger would hold a partition's tail until the exit). The child
  *      watches its manifests and aborts the run (as SIGTERM does: drain, publish, commit) once all N scored rows are published
  *      (not --until-idle: its clock also runs while the source is paused for backpressure).
@@ -37,6 +40,8 @@
  *    manifest publishedAt - send time, decision latency = its decided_at - send time.
  *
  * --quick: N 50,000 text, 5,000 images, one 15 s latency run. --only text,images,latency: a subset.
+ * --workers 1,2 (default): the scoring worker counts of the throughput runs.
+ * BENCH_CPU_PROF=1: the end-to-end children run under node --cpu-prof, summarized in the report.
  * --keep: do not delete the topics.
  */
 import { type ChildProcess, fork, spawnSync } from "node:child_process";
@@ -51,7 +56,9 @@ import { openParquet, parquetBatches } from "../connectors/parquet/parquet-batch
 import { readPublishedEntries } from "../connectors/sink/shared-output.js";
 import { syntheticSamples } from "../models/synthetic-samples.js";
 import { runCurate } from "../src/app/curator.js";
-import type { Sample } from "../src/domain/sample.js";
+import { parseSampleJson, type Sample } from "../src/domain/sample.js";
+import { createImageLoader } from "../src/scoring/image-source.js";
+import { createOnnxScorer } from "../src/scoring/onnx-scorer.js";
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -79,6 +86,15 @@ interface CurateSpec {
   windowMs: number;
   rotateMs: number;
   idleMs: number;
+  workers: number;
+}
+
+/** The scorer alone: the same samples (already parsed) through OnnxScorer.score, nothing else. */
+interface ScoreSpec {
+  role: "score";
+  input: "text" | "images";
+  n: number;
+  workers: number;
 }
 
 interface BareSpec {
@@ -89,7 +105,7 @@ interface BareSpec {
   n: number;
 }
 
-type ChildSpec = CurateSpec | BareSpec;
+type ChildSpec = CurateSpec | BareSpec | ScoreSpec;
 
 interface RssSample {
   t: number;
@@ -134,6 +150,19 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
   const rss: RssSample[] = [{ t: Date.now(), mb: process.memoryUsage().rss / MB }];
   const sampler = setInterval(() => rss.push({ t: Date.now(), mb: process.memoryUsage().rss / MB }), 1000);
   const cpu0 = process.cpuUsage();
+  if (spec.role === "score") {
+    const r = await scoreAlone(spec);
+    clearInterval(sampler);
+    const c = process.cpuUsage(cpu0);
+    return {
+      ...r,
+      tJoined: r.tCall,
+      tExit: Date.now(),
+      rss,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+      cpuMs: (c.user + c.system) / 1000,
+    };
+  }
   const admin = createKafka({ brokers: spec.brokers, clientId: "bench-stream-watch" }).admin();
   await admin.connect();
   const tCall = Date.now();
@@ -170,7 +199,7 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
       mode: "window",
       windowSize: spec.windowSize,
       windowMs: spec.windowMs,
-      workers: 1,
+      workers: spec.workers,
       idleMs: spec.idleMs,
       rotateMs: spec.rotateMs,
       signal: stop.signal,
@@ -236,6 +265,52 @@ async function runChild(spec: ChildSpec): Promise<ChildResult> {
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     cpuMs: (c.user + c.system) / 1000,
   };
+}
+
+/**
+ * The scorer alone, as bench:score drives it: the n samples of the run (parsed and validated
+ * beforehand, as the stream's parse step would), one score() call per 256, at most 2 x workers
+ * calls in flight, the same model, workers and image loader as runCurate's. A warm-up of 2,048
+ * first. tJoined..tDone is the timed part.
+ */
+async function scoreAlone(
+  spec: ScoreSpec,
+): Promise<Omit<ChildResult, "tJoined" | "rss" | "peakRssMb" | "cpuMs" | "tExit">> {
+  const values = await messageValues(spec.input);
+  const samples: Sample[] = [];
+  for (let i = 0; i < spec.n; i++) {
+    const parsed = parseSampleJson(values(i));
+    if (!parsed.ok) throw new Error(`sample ${i} does not parse: ${JSON.stringify(parsed.errors)}`);
+    samples.push(parsed.sample);
+  }
+  const loader = createImageLoader({ baseDir: process.cwd() });
+  const scorer = await createOnnxScorer({
+    modelDir: join(repoRoot, "models", "mmssr-lite"),
+    workers: spec.workers,
+    imageLoader: loader,
+  });
+  try {
+    const drive = async (from: number, to: number): Promise<void> => {
+      let next = from;
+      const lane = async (): Promise<void> => {
+        while (next < to) {
+          const k = next;
+          next = Math.min(to, next + 256);
+          await scorer.score(samples.slice(k, next));
+        }
+      };
+      await Promise.all(Array.from({ length: 2 * spec.workers }, lane));
+    };
+    await drive(0, Math.min(2_048, samples.length));
+    const t0 = Date.now();
+    await drive(0, samples.length);
+    const t1 = Date.now();
+    process.send?.({ type: "joined", t: t0 });
+    return { role: "score", tCall: t0, tDone: t1, read: samples.length, joinedAt: t0 };
+  } finally {
+    await scorer.close();
+    await loader.close();
+  }
 }
 
 /** The Source's consumer settings (connectors/kafka/kafka-source.ts) and nothing else. */
@@ -331,6 +406,17 @@ async function smallJpeg(): Promise<Buffer> {
     .toBuffer();
 }
 
+/** Message i of an input, as the parent produces it (every message with its own id). */
+async function messageValues(input: "text" | "images"): Promise<(i: number) => string> {
+  if (input === "text") {
+    const text = textTemplates(10_000).map((s) => JSON.stringify(s).slice(1));
+    return (i) => `{"id":"txt-${i}",${text[i % text.length]}`;
+  }
+  const b64 = (await smallJpeg()).toString("base64");
+  const images = imageTemplates(1_000, b64).map((s) => JSON.stringify(s).slice(1));
+  return (i) => `{"id":"img-${i}",${images[i % images.length]}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Broker helpers (parent)
 
@@ -381,16 +467,17 @@ async function fill(
   return { secs: (performance.now() - t0) / 1000, bytes };
 }
 
-function startChild(spec: ChildSpec): {
+function startChild(
+  spec: ChildSpec,
+  profileDir?: string,
+): {
   child: ChildProcess;
   joined: Promise<number>;
   result: Promise<ChildResult>;
 } {
   const child = fork(self, ["--child", JSON.stringify(spec)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
-    execArgv: process.env.BENCH_CPU_PROF
-      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
-      : [],
+    execArgv: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
   });
   let onJoined: (t: number) => void = () => {};
   const joined = new Promise<number>((r) => {
@@ -447,6 +534,9 @@ interface ThroughputRow {
   msgBytes: number;
   produceRate: number;
   bare: ChildResult;
+  /** by worker count: the scorer alone and the whole stream, measured one after the other */
+  runs: { workers: number; scorer: ChildResult; e2e: ChildResult; profile?: string[] }[];
+  /** for the tables that show one end-to-end run: the first */
   e2e: ChildResult;
 }
 
@@ -473,12 +563,13 @@ async function throughput(
   admin: Admin,
   producer: Producer,
   brokers: string[],
-  input: string,
+  input: "text" | "images",
   n: number,
-  value: (i: number) => string,
+  workerCounts: readonly number[],
   topics: string[],
   tmp: string,
 ): Promise<ThroughputRow> {
+  const value = await messageValues(input);
   const stamp = Date.now().toString(36);
   const topic = `bench-stream-${input}-${stamp}`;
   topics.push(topic);
@@ -487,33 +578,105 @@ async function throughput(
   const filled = await fill(producer, topic, n, value);
   process.stderr.write(`[${input}] produced in ${filled.secs.toFixed(1)} s; bare consume ...\n`);
   const bare = await startChild({ role: "bare", brokers, topic, group: `${topic}-bare`, n }).result;
-  process.stderr.write(
-    `[${input}] bare: ${fmt(n / ((bare.tDone - bare.tJoined) / 1000))} msg/s; runCurate ...\n`,
-  );
-  const e2e = await startChild({
-    role: "curate",
-    brokers,
-    topic,
-    group: `${topic}-curate`,
-    out: join(tmp, `${input}-out`),
-    n,
-    windowSize: 20_000,
-    windowMs: 2_000,
-    rotateMs: 2_000,
-    idleMs: 300_000,
-  }).result;
-  process.stderr.write(
-    `[${input}] end to end: ${fmt(n / ((e2e.tDone - e2e.tJoined) / 1000))} samples/s (read ${e2e.read})\n`,
-  );
-  await rm(join(tmp, `${input}-out`), { recursive: true, force: true });
+  process.stderr.write(`[${input}] bare: ${fmt(rateOf(bare, n))} msg/s\n`);
+  const runs: ThroughputRow["runs"] = [];
+  for (const workers of workerCounts) {
+    const scorer = await startChild({ role: "score", input, n, workers }).result;
+    process.stderr.write(
+      `[${input}] ${workers} worker(s): scorer alone ${fmt(rateOf(scorer, n))} samples/s; runCurate ...\n`,
+    );
+    const profileDir = process.env.BENCH_CPU_PROF ? join(tmp, `prof-${input}-${workers}`) : undefined;
+    const e2e = await startChild(
+      {
+        role: "curate",
+        brokers,
+        topic,
+        group: `${topic}-curate-${workers}`,
+        out: join(tmp, `${input}-out-${workers}`),
+        n,
+        windowSize: 20_000,
+        windowMs: 2_000,
+        rotateMs: 2_000,
+        idleMs: 300_000,
+        workers,
+      },
+      profileDir,
+    ).result;
+    process.stderr.write(
+      `[${input}] ${workers} worker(s): end to end ${fmt(rateOf(e2e, n))} samples/s (read ${e2e.read}), ratio ${(rateOf(e2e, n) / rateOf(scorer, n)).toFixed(2)}\n`,
+    );
+    const profile = profileDir ? await summarizeProfiles(profileDir) : undefined;
+    runs.push({ workers, scorer, e2e, profile });
+    await rm(join(tmp, `${input}-out-${workers}`), { recursive: true, force: true });
+  }
   return {
     input,
     n,
     msgBytes: filled.bytes / n,
     produceRate: n / filled.secs,
     bare,
-    e2e,
+    runs,
+    e2e: runs[0].e2e,
   };
+}
+
+const rateOf = (c: ChildResult, n: number): number => n / ((c.tDone - c.tJoined) / 1000);
+
+/**
+ * The CPU profiles of one child (node --cpu-prof: one file per thread), summarized: per thread
+ * with at least 0.5 s of work, its busy time and its top functions by self time.
+ */
+async function summarizeProfiles(dir: string): Promise<string[]> {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".cpuprofile")).sort();
+  const out: string[] = [];
+  let workersSkipped = 0;
+  for (const f of files) {
+    const profile = JSON.parse(await readFile(join(dir, f), "utf8")) as {
+      nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+      samples: number[];
+      timeDeltas: number[];
+    };
+    const byId = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    const self = new Map<string, number>();
+    let total = 0;
+    let idle = 0;
+    for (let i = 0; i < profile.samples.length; i++) {
+      const dt = profile.timeDeltas[i] ?? 0;
+      const frame = byId.get(profile.samples[i]);
+      total += dt;
+      if (!frame) continue;
+      if (frame.functionName === "(idle)") {
+        idle += dt;
+        continue;
+      }
+      const where = frame.url
+        .replace(/^.*\/node_modules\//, "")
+        .replace(/^.*\/dist\//, "")
+        .replace(/^file:\/\//, "");
+      const key =
+        `${frame.functionName || "(anonymous)"} ${where ? `${where}:${frame.lineNumber + 1}` : ""}`.trim();
+      self.set(key, (self.get(key) ?? 0) + dt);
+    }
+    const busy = total - idle;
+    if (busy < 500_000) {
+      workersSkipped++;
+      continue;
+    }
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread
+    const thread = f.split(".")[4] === "0" ? "main thread" : `worker thread ${f.split(".")[4]}`;
+    out.push(
+      `${thread}: ${(total / 1e6).toFixed(1)} s profiled, ${(busy / 1e6).toFixed(1)} s busy (${((100 * busy) / Math.max(total, 1)).toFixed(0)}%)`,
+    );
+    out.push("");
+    out.push("| self % of busy | self s | function |");
+    out.push("|---:|---:|---|");
+    for (const [key, t] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 12))
+      out.push(`| ${((100 * t) / busy).toFixed(1)} | ${(t / 1e6).toFixed(2)} | \`${key}\` |`);
+    out.push("");
+  }
+  if (workersSkipped > 0) out.push(`(${workersSkipped} thread(s) with less than 0.5 s of work left out)`);
+  return out;
 }
 
 async function latency(
@@ -542,6 +705,7 @@ async function latency(
     n: Math.round(rate * seconds),
     ...cfg,
     idleMs: 300_000,
+    workers: 1,
   });
   await run.joined;
   process.stderr.write(`[latency] joined; producing ${rate}/s for ${seconds} s ...\n`);
@@ -651,20 +815,20 @@ async function main(): Promise<void> {
   await producer.connect();
   const topics: string[] = [];
   const jpeg = await smallJpeg();
-  const b64 = jpeg.toString("base64");
   const text = textTemplates(10_000).map((s) => JSON.stringify(s).slice(1));
   const textIds = (prefix: string) => (i: number) => `{"id":"${prefix}-${i}",${text[i % text.length]}`;
-  const images = imageTemplates(1_000, b64).map((s) => JSON.stringify(s).slice(1));
-  const imageIds = (i: number) => `{"id":"img-${i}",${images[i % images.length]}`;
+  const workerCounts = flag("--workers", "1,2")
+    .split(",")
+    .map((w) => Number(w));
   const rows: ThroughputRow[] = [];
   const lat: LatencyRow[] = [];
   let load1: number[] = [];
   try {
     const only = flag("--only", "text,images,latency").split(",");
     if (only.includes("text"))
-      rows.push(await throughput(admin, producer, brokers, "text", n, textIds("txt"), topics, tmp));
+      rows.push(await throughput(admin, producer, brokers, "text", n, workerCounts, topics, tmp));
     if (only.includes("images"))
-      rows.push(await throughput(admin, producer, brokers, "images", nImages, imageIds, topics, tmp));
+      rows.push(await throughput(admin, producer, brokers, "images", nImages, workerCounts, topics, tmp));
     const configs = quick
       ? [{ windowSize: 1_000, windowMs: 1_000, rotateMs: 1_000 }]
       : [
@@ -729,7 +893,7 @@ function report(r: {
   );
   out.push("");
   out.push(
-    "Throughput (window mode, ratio 0.3, window 20,000 / 2,000 ms, rotation 100k rows / 2,000 ms, 1 worker):",
+    "Throughput (window mode, ratio 0.3, window 20,000 / 2,000 ms, rotation 100k rows / 2,000 ms; end to end with the first worker count):",
   );
   out.push("");
   out.push(
@@ -744,7 +908,34 @@ function report(r: {
     );
   }
   out.push("");
-  out.push("Checks: every run read and scored exactly its messages:");
+  out.push(
+    "End to end against the scorer alone on the same samples (same model, workers and image loader; the scorer child scores the parsed samples, 256 per call, 2 x workers calls in flight), measured one after the other in this run:",
+  );
+  out.push("");
+  out.push(
+    "| input | workers | scorer alone samples/s | end-to-end samples/s | **end to end / scorer alone** | e2e CPU s | e2e wall s (join to done) | scorer CPU s | scorer wall s |",
+  );
+  out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const row of r.rows)
+    for (const run of row.runs) {
+      const sRate = rateOf(run.scorer, row.n);
+      const eRate = rateOf(run.e2e, row.n);
+      out.push(
+        `| ${row.input} | ${run.workers} | ${fmt(sRate)} | ${fmt(eRate)} | **${(eRate / sRate).toFixed(2)}** | ${(run.e2e.cpuMs / 1000).toFixed(1)} | ${((run.e2e.tDone - run.e2e.tJoined) / 1000).toFixed(1)} | ${(run.scorer.cpuMs / 1000).toFixed(1)} | ${((run.scorer.tDone - run.scorer.tJoined) / 1000).toFixed(1)} |`,
+      );
+    }
+  for (const row of r.rows)
+    for (const run of row.runs) {
+      if (!run.profile) continue;
+      out.push("");
+      out.push(
+        `CPU profile of the end-to-end child, ${row.input}, ${run.workers} worker(s) (node --cpu-prof):`,
+      );
+      out.push("");
+      out.push(...run.profile);
+    }
+  out.push("");
+  out.push("Checks: every run read and scored exactly its messages (first worker count):");
   out.push("");
   out.push(
     "| input | bare read | e2e read | scored | dead-lettered | windows | commits | pauses (50k undecided) | s from done to return (SIGTERM drain) | group join s (bare / e2e) |",

@@ -100,7 +100,7 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
   // Chunks in flight at once, over every score() call: enough queued per worker that it stays
   // busy while this thread is held by other work (selecting, encoding a window: tens of ms),
   // few enough to bound the images held. A worker featurizes its queue one batch at a time.
-  const maxInFlight = (inWorkers ? 4 : 2) * pool.size;
+  const maxInFlight = (inWorkers ? 8 : 2) * pool.size;
   let inFlight = 0;
   const waiting: (() => void)[] = [];
   const acquire = async (): Promise<void> => {
