@@ -938,7 +938,7 @@ function report(r: {
   out.push("Checks: every run read and scored exactly its messages (first worker count):");
   out.push("");
   out.push(
-    "| input | bare read | e2e read | scored | dead-lettered | windows | commits | pauses (50k undecided) | s from done to return (SIGTERM drain) | group join s (bare / e2e) |",
+    "| input | bare read | e2e read | scored | dead-lettered | windows | commits | pauses (backpressure) | s from done to return (SIGTERM drain) | group join s (bare / e2e) |",
   );
   out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const row of r.rows) {
