@@ -46,15 +46,34 @@ export function stripQuestionChars(s: string): string {
   return s.slice(start, end);
 }
 
+const PLACEHOLDER_LINE = `${IMAGE_PLACEHOLDER}\n`;
+const PLACEHOLDER_HINT = `${IMAGE_PLACEHOLDER}\nHint:`;
+
 /** Removes every `<image>\n`, then every remaining `<image>`. */
 export function removeImagePlaceholders(s: string): string {
-  if (!s.includes(IMAGE_PLACEHOLDER)) return s;
-  return s.split(`${IMAGE_PLACEHOLDER}\n`).join("").split(IMAGE_PLACEHOLDER).join("");
+  if (s.indexOf(IMAGE_PLACEHOLDER) < 0) return s;
+  // Two passes as two split/joins would do them: removing `<image>\n` can join the pieces of
+  // an `<image>` that the second pass then removes ("<ima<image>\nge>" -> "").
+  return removeEvery(removeEvery(s, PLACEHOLDER_LINE), IMAGE_PLACEHOLDER);
+}
+
+/** s.split(part).join(""), without the array: the occurrences in `s`, left to right, not overlapping. */
+function removeEvery(s: string, part: string): string {
+  let at = s.indexOf(part);
+  if (at < 0) return s;
+  let out = "";
+  let from = 0;
+  while (at >= 0) {
+    out += s.slice(from, at);
+    from = at + part.length;
+    at = s.indexOf(part, from);
+  }
+  return out + s.slice(from);
 }
 
 /** Whether a raw human turn is a `Hint:` turn (kept as is by the release). */
 export function isHintTurn(raw: string): boolean {
-  return raw.startsWith("Hint:") || raw.startsWith(`${IMAGE_PLACEHOLDER}\nHint:`);
+  return raw.startsWith("Hint:") || raw.startsWith(PLACEHOLDER_HINT);
 }
 
 export interface ConversationLayout {
@@ -73,17 +92,18 @@ export function layoutConversation(sample: Pick<Sample, "conversations">): Conve
 
 /** `layoutConversation` over a turn list (pairs by position: even index human, odd index gpt). */
 export function layoutTurns(turns: readonly Turn[]): ConversationLayout {
-  const lines: string[] = [];
+  let text = "";
   const questions: string[] = [];
   const answers: string[] = [];
   for (let i = 0; i < turns.length; i += 2) {
     const q = turns[i]?.value ?? "";
     const a = i + 1 < turns.length ? (turns[i + 1]?.value ?? "") : "";
-    lines.push(isHintTurn(q) ? `${q} Answer: ${a}` : `Question: ${stripQuestionChars(q)} Answer: ${a}`);
+    if (i > 0) text += "\n";
+    text += isHintTurn(q) ? `${q} Answer: ${a}` : `Question: ${stripQuestionChars(q)} Answer: ${a}`;
     questions.push(removeImagePlaceholders(q));
     answers.push(removeImagePlaceholders(a));
   }
-  return { text: removeImagePlaceholders(lines.join("\n")), questions, answers };
+  return { text: removeImagePlaceholders(text), questions, answers };
 }
 
 /** The capability query of the released scorer, for one capability NAME (e.g. "humanities"). */

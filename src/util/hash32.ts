@@ -26,17 +26,23 @@ export function fmix32(h: number): number {
 
 /** MurmurHash3 of a string's UTF-16 code units, two code units per 32-bit block. */
 export function murmur3(text: string, seed = 0): number {
+  return murmur3Range(text, 0, text.length, seed);
+}
+
+/**
+ * murmur3(text.slice(start, end), seed) without the slice: the featurizer hashes its tokens
+ * in place in the text, so that no token string is ever built.
+ */
+export function murmur3Range(text: string, start: number, end: number, seed = 0): number {
   let h = seed >>> 0;
-  const n = text.length;
-  let i = 0;
-  for (; i + 1 < n; i += 2)
-    h = mixBlock(h, (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16));
-  if (i < n) {
-    let k = text.charCodeAt(i) & 0xffff;
+  let i = start;
+  for (; i + 1 < end; i += 2) h = mixBlock(h, text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16));
+  if (i < end) {
+    let k = text.charCodeAt(i);
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, 0x1b873593);
     h ^= k;
   }
-  return fmix32(h ^ (n * 2));
+  return fmix32(h ^ ((end - start) * 2));
 }
