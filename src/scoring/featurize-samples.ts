@@ -25,7 +25,11 @@ export interface SampleFeaturizer {
    * The same from samples whose images are already loaded (loadSamples): what a scoring worker
    * thread runs, so that decoding and featurizing happen next to inference, off the main thread.
    */
-  featurizeLoaded(items: readonly LoadedSample[]): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
+  featurizeLoaded(
+    items: readonly LoadedSample[],
+    /** write the rows here (zeroed first) instead of a fresh matrix: at least n * dims long */
+    into?: Float32Array,
+  ): Promise<{ features: Float32Array; flags: ScoreFlag[][] }>;
   /** Releases the vision models' sessions, if the spec has any. */
   close(): Promise<void>;
 }
@@ -144,9 +148,16 @@ export function createSampleFeaturizer(
     async featurize(samples) {
       return featurizer.featurizeLoaded(await loadSamples(samples, imageLoader));
     },
-    async featurizeLoaded(items) {
+    async featurizeLoaded(items, into) {
       const n = items.length;
-      const features = new Float32Array(n * spec.dims);
+      let features: Float32Array;
+      if (into === undefined) features = new Float32Array(n * spec.dims);
+      else {
+        if (into.length < n * spec.dims)
+          throw new Error(`featurizeLoaded: the buffer holds ${into.length} values, ${n * spec.dims} needed`);
+        features = into.subarray(0, n * spec.dims);
+        features.fill(0);
+      }
       const flags: ScoreFlag[][] = items.map(() => []);
       // Images decode off this thread (sharp's thread pool), a window at a time: a thousand
       // completions landing in one loop turn would run their descriptor code back to back and

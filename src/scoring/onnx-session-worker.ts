@@ -133,6 +133,7 @@ async function main(): Promise<void> {
   // Runtime's own threads still work on its session can bring the whole process down.
   const running = new Set<Promise<void>>();
   let queue: Promise<void> = Promise.resolve();
+  let scratch = new Float32Array(0);
   port.on("message", (msg: MainToWorker) => {
     if (msg.type === "crash") process.exit(70);
     if (msg.type === "close") {
@@ -164,7 +165,11 @@ async function main(): Promise<void> {
     }
     let built: { features: Float32Array; flags: ScoreFlag[][] };
     try {
-      built = await featurizer.featurizeLoaded(msg.items);
+      // One matrix per worker, reused: batches run one at a time here, and a fresh 4 MB matrix
+      // per batch paid a page fault on the first write of every page (about half of featurizing).
+      const need = msg.items.length * msg.dims;
+      if (scratch.length < need) scratch = new Float32Array(need);
+      built = await featurizer.featurizeLoaded(msg.items, scratch);
     } catch (err) {
       post({
         type: "error",
