@@ -40,7 +40,7 @@ import {
   UNKNOWN_SOURCE,
 } from "../../src/domain/taxonomy.js";
 import { describe, type ScoredPool, ScoredPoolBuilder, scoreError } from "../../src/pool/scored-pool.js";
-import { boolData, float64Data, utf8Column } from "./arrow-columns.js";
+import { boolData, float64Column, float64Data, utf8Column } from "./arrow-columns.js";
 import { openParquet, parquetBatches, toPlain } from "./parquet-batches.js";
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetWriteOptions, writeParquetFile } from "./parquet-writer.js";
 
@@ -119,13 +119,7 @@ function float64Gather(col: Float64Array, rows: Uint32Array): Data<Float64> {
       nulls[k >> 3] &= ~(1 << (k & 7));
     } else values[k] = v;
   }
-  return makeData({
-    type: new Float64(),
-    length,
-    data: values,
-    nullBitmap: nullCount > 0 ? nulls : undefined,
-    nullCount,
-  });
+  return float64Column(values, nullCount > 0 ? nulls : undefined, nullCount);
 }
 
 let identity = new Uint32Array(0);

@@ -60,6 +60,11 @@ export interface SampleFeaturizerOptions {
 /** Images in flight per featurize call: enough to keep sharp's 4 threads and the disk busy. */
 const IMAGE_WINDOW = 16;
 
+/** Why a sample without image bytes is scored text-only. */
+function imagelessFlag(image: Exclude<ImageInput, { kind: "bytes" }>): ScoreFlag {
+  return image.kind === "none" ? "no-image" : image.flag;
+}
+
 /** One sample's image, loaded (never rejects). Without a loader every image counts as not named. */
 export async function loadImageInput(sample: Sample, imageLoader?: ImageLoader): Promise<ImageInput> {
   if (!imageLoader || !hasImageReference(sample)) return { kind: "none" };
@@ -120,7 +125,7 @@ export function createSampleFeaturizer(
     flags: ScoreFlag[],
   ): Promise<boolean> {
     if (image.kind !== "bytes") {
-      flags.push(image.kind === "none" ? "no-image" : image.flag);
+      flags.push(imagelessFlag(image));
       return false;
     }
     const desc = await imageDescriptor(image.bytes, spec.image);
@@ -170,7 +175,7 @@ export function createSampleFeaturizer(
           // text-only: no decode to wait for, only the flag saying why
           for (let k = w; k < end; k++) {
             const image = items[k].image;
-            if (image.kind !== "bytes") flags[k].push(image.kind === "none" ? "no-image" : image.flag);
+            if (image.kind !== "bytes") flags[k].push(imagelessFlag(image));
           }
           continue;
         }
