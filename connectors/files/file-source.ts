@@ -27,12 +27,14 @@ export function createFileSource(path: string): Source & { committed: Map<string
         if (cancelled || ended) break;
         while (paused && !cancelled && !ended) await new Promise<void>((resolve) => (wake = resolve));
         const text = "error" in rec ? (rec.raw ?? "") : JSON.stringify(rec.value);
+        const now = Date.now();
         const id = "error" in rec ? undefined : (rec.value as { id?: unknown } | null)?.id;
         subscriber.next({
           origin: { topic, partition: 0, offset: String(rec.ordinal) },
           key: typeof id === "string" || typeof id === "number" ? String(id) : null,
           value: enc.encode(text),
-          timestamp: Date.now(),
+          timestamp: now,
+          receivedAt: now,
           generation: 1,
         });
         // hand the loop back now and then: the graph downstream runs on this thread too

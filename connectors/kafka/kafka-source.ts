@@ -111,6 +111,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
         }
         if (gen !== generation || !owned.some((tp) => tp.partition === batch.partition)) return;
         let lastBeat = Date.now();
+        const receivedAt = lastBeat;
         for (const m of batch.messages) {
           // Paused for backpressure: the rest of the batch is left unresolved, so kafkajs fetches
           // it again from there after resume (a fetch holds up to 32 MiB a partition: 100,000
@@ -121,6 +122,7 @@ export async function createKafkaSource(options: KafkaSourceOptions): Promise<So
             key: m.key ? m.key.toString("utf8") : null,
             value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : null,
             timestamp: Number(m.timestamp),
+            receivedAt,
             generation: gen,
           });
           resolveOffset(m.offset);

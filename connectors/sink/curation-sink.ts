@@ -53,6 +53,8 @@ export interface CurationSinkOptions {
   timer?: boolean;
   /** called after each rotation's manifest lines are durable */
   onPublish?: (p: Publication) => void;
+  /** the manifest entries of each publication (files, rows, bytes), for metrics */
+  onPublishedFiles?: (entries: readonly ManifestEntry[]) => void;
   /**
    * Awaited inside the commit point, after the files are in place and before the manifest line
    * (the output topic), with the rotation's selected decisions: it gets what is published, at
@@ -228,6 +230,7 @@ export async function createCurationSink(options: CurationSinkOptions): Promise<
       files: files.map((f) => f.entry.file),
     };
     options.onPublish?.(publication);
+    options.onPublishedFiles?.(files.map((f) => f.entry));
     return true;
   };
 

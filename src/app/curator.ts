@@ -38,14 +38,19 @@ import {
   type SelectionPolicyInput,
 } from "../selection/selection-policy.js";
 import { type CurationLive, type CurationStats, runCurationGraph } from "../stream/curation-graph.js";
-import { createCurationMetrics, serveMetrics, showPolicy } from "../stream/curation-metrics.js";
+import {
+  type CurationMetrics,
+  createCurationMetrics,
+  serveMetrics,
+  showPolicy,
+} from "../stream/curation-metrics.js";
 import { groupLag } from "../stream/group-lag.js";
 import { selectContinuousByPolicy } from "../stream/operators/select-continuous.js";
 import { selectWindowByPolicy } from "../stream/operators/select-window-by-policy.js";
 import { PartitionOwner } from "../stream/partition-owner.js";
 import type { DeadLetterSink, DecisionOutput, PolicyStore, Source } from "../stream/ports.js";
 import type { Decision, ScoredRecord } from "../stream/stream-types.js";
-import { packageRoot } from "../util/package-root.js";
+import { packageRoot, packageVersion } from "../util/package-root.js";
 
 export interface CurateRun {
   /** a Kafka topic, or a samples file (file source: the demo, batch backfills) */
@@ -215,6 +220,12 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       output,
       gate: owner.gate,
       onPublish: (p) => owner.published(p),
+      onPublishedFiles: (entries) => {
+        for (const e of entries) {
+          metrics.filesPublished.inc({ kind: e.kind });
+          metrics.bytesPublished.inc({ kind: e.kind }, e.bytes ?? 0);
+        }
+      },
       // the output topic gets what is published: sent before the manifest line, at least once
       beforeManifest: decisionOutput ? (selected) => decisionOutput.send(selected) : undefined,
       rotateRows: run.rotateRows,
@@ -237,17 +248,29 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       executionProvider: run.executionProvider,
       onCudaUnavailable: run.cudaFallback ? "fallback-cpu" : "fail",
       imageLoader: run.loadImages === false ? undefined : imageLoader,
+      onBatch: (_samples, seconds) => metrics.inferenceBatch.observe(seconds),
       logger: log,
     });
     closers.push(() => scorer.close());
     live.scorer = scorer;
+    metrics.buildInfo.set(
+      { version: packageVersion(), model_id: scorer.id, execution_provider: scorer.provider },
+      1,
+    );
+    const lagTimer = watchConsumerLag(source, metrics);
+    closers.push(async () => clearInterval(lagTimer));
     // Images that cannot be used change the scores: say so loudly, once, and count them.
     const images = new ImageHealth();
     const observed: Scorer = {
       id: scorer.id,
       async score(samples) {
         const results = await scorer.score(samples);
-        for (const r of results) images.record(r.flags);
+        const flags = new Map<string, number>();
+        for (const r of results) {
+          images.record(r.flags);
+          for (const f of r.flags) flags.set(f, (flags.get(f) ?? 0) + 1);
+        }
+        for (const [flag, n] of flags) metrics.imageFlags.inc({ flag }, n);
         if (images.warningDue()) log(images.warning("mmssr curate", imageBase).trimEnd());
         return results;
       },
@@ -313,6 +336,43 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
 }
 
 /** A line every `everyMs`: what was read, decided, selected and dead-lettered, the lag, the rate. */
+/**
+ * Keeps mmssr_consumer_lag per partition current: the group's committed offsets against the
+ * partitions' ends, every 5 s (two admin requests; a scrape does not wait for them). A partition
+ * that is no longer reported loses its series.
+ */
+function watchConsumerLag(source: Source, metrics: CurationMetrics): NodeJS.Timeout {
+  let shown = new Set<string>();
+  let busy = false;
+  const refresh = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const lags = await groupLag(source).catch(() => undefined);
+      if (!lags) return;
+      const now = new Set<string>();
+      for (const l of lags) {
+        const cut = l.partition.lastIndexOf(":");
+        const labels = { topic: l.partition.slice(0, cut), partition: l.partition.slice(cut + 1) };
+        metrics.consumerLag.set(labels, Number(l.lag));
+        now.add(l.partition);
+      }
+      for (const gone of shown)
+        if (!now.has(gone)) {
+          const cut = gone.lastIndexOf(":");
+          metrics.consumerLag.remove({ topic: gone.slice(0, cut), partition: gone.slice(cut + 1) });
+        }
+      shown = now;
+    } finally {
+      busy = false;
+    }
+  };
+  void refresh();
+  const timer = setInterval(() => void refresh(), 5_000);
+  timer.unref();
+  return timer;
+}
+
 function startProgress(
   live: CurationLive,
   source: Source,

@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Command, CommanderError } from "commander";
 import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/errors.js";
-import { packageRoot } from "../util/package-root.js";
+import { packageVersion } from "../util/package-root.js";
 import { registerAnnotateCommand } from "./commands/annotate-command.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
@@ -49,12 +47,6 @@ export function buildProgram(): Command {
         write(`mmssr: error [${ERROR_CODES.USAGE}]: ${text.replace(/^error: /, "")}`),
     });
   return program;
-}
-
-/** The version in package.json (the one `npm ci` installed). */
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string })
-    .version;
 }
 
 let pipesGuarded = false;

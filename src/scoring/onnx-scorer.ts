@@ -4,7 +4,7 @@ import { createSampleFeaturizer, loadSamples } from "./featurize-samples.js";
 import type { ImageLoader } from "./image-source.js";
 import { createMicroBatcher, type MicroBatcher } from "./micro-batcher.js";
 import { checkSessionMatchesManifest, loadModel, type ModelManifest } from "./model-manifest.js";
-import { createSessionPool, type ExecutionProvider } from "./onnx-session-pool.js";
+import { createSessionPool, type ExecutionProvider, type PoolResult } from "./onnx-session-pool.js";
 import type { SampleScore, ScoreFlag, Scorer } from "./scoring-types.js";
 
 export interface OnnxScorerOptions {
@@ -26,6 +26,8 @@ export interface OnnxScorerOptions {
    * thread, overlapped with inference (what issue 3 shipped; kept for the benchmarks' comparison).
    */
   featurizeOn?: "workers" | "main";
+  /** each batch's size and its time in a worker (featurizing there + inference), for metrics */
+  onBatch?: (samples: number, seconds: number) => void;
   logger?: (msg: string) => void;
 }
 
@@ -112,6 +114,11 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
     waiting.shift()?.();
   };
 
+  const observed = <T extends PoolResult>(out: T, n: number): T => {
+    if (out.seconds !== undefined) options.onBatch?.(n, out.seconds);
+    return out;
+  };
+
   let dispatching: Promise<void> = Promise.resolve();
   async function dispatchChunks(samples: readonly Sample[], runs: Promise<SampleScore[]>[]): Promise<void> {
     for (let k = 0; k < samples.length; k += batchSize) {
@@ -121,10 +128,12 @@ export async function createOnnxScorer(options: OnnxScorerOptions): Promise<Onnx
       try {
         if (inWorkers) {
           const items = await loadSamples(chunk, options.imageLoader);
-          run = pool.runSamples(items, dims).then((out) => toScores(out, out.flags));
+          run = pool.runSamples(items, dims).then((out) => toScores(observed(out, chunk.length), out.flags));
         } else {
           const { features, flags } = await featurizer.featurize(chunk);
-          run = pool.run(features, chunk.length, dims).then((out) => toScores(out, flags));
+          run = pool
+            .run(features, chunk.length, dims)
+            .then((out) => toScores(observed(out, chunk.length), flags));
         }
       } catch (err) {
         release();

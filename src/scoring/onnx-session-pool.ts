@@ -48,6 +48,8 @@ export interface SessionPoolOptions {
 export interface PoolResult {
   scores: Float32Array;
   styles: Float32Array;
+  /** the worker's own time for the batch (featurizing + inference), seconds */
+  seconds?: number;
 }
 
 export interface SessionPool {
@@ -236,7 +238,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
               ),
             );
           } else {
-            p.resolve({ scores: msg.scores, styles: msg.styles, flags: msg.flags });
+            p.resolve({ scores: msg.scores, styles: msg.styles, flags: msg.flags, seconds: msg.seconds });
           }
           break;
         }
@@ -375,7 +377,7 @@ export async function createSessionPool(options: SessionPoolOptions): Promise<Se
     const out = await dispatch(n, (id) => ({ msg: { type: "score", id, items: sent, dims }, transfer }));
     if (out.flags === undefined || out.flags.length !== n)
       throw inferenceError(`inference worker returned flags for ${out.flags?.length ?? 0} of ${n} samples`);
-    return { scores: out.scores, styles: out.styles, flags: out.flags };
+    return { scores: out.scores, styles: out.styles, flags: out.flags, seconds: out.seconds };
   }
 
   /** Sends one request (built with its id) to the least busy ready worker; resolves with its result. */

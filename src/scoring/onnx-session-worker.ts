@@ -51,7 +51,15 @@ export type WorkerToMain =
       outputMetadata: WorkerValueMetadata[];
     }
   | { type: "init-error"; provider: "cpu" | "cuda"; message: string }
-  | { type: "result"; id: number; scores: Float32Array; styles: Float32Array; flags?: ScoreFlag[][] }
+  | {
+      type: "result";
+      id: number;
+      scores: Float32Array;
+      styles: Float32Array;
+      flags?: ScoreFlag[][];
+      /** this batch's own time here (featurizing + session.run), not its wait in the queue */
+      seconds: number;
+    }
   | { type: "error"; id: number; message: string };
 
 export type MainToWorker =
@@ -163,6 +171,7 @@ async function main(): Promise<void> {
       post({ type: "error", id: msg.id, message: "this worker was started without a featurizer" });
       return;
     }
+    const started = performance.now();
     let built: { features: Float32Array; flags: ScoreFlag[][] };
     try {
       // One matrix per worker, reused: batches run one at a time here, and a fresh 4 MB matrix
@@ -181,10 +190,15 @@ async function main(): Promise<void> {
     await runOne(
       { type: "run", id: msg.id, features: built.features, n: msg.items.length, dims: msg.dims },
       built.flags,
+      started,
     );
   }
 
-  async function runOne(msg: Extract<MainToWorker, { type: "run" }>, flags?: ScoreFlag[][]): Promise<void> {
+  async function runOne(
+    msg: Extract<MainToWorker, { type: "run" }>,
+    flags?: ScoreFlag[][],
+    started = performance.now(),
+  ): Promise<void> {
     const { id, features, n, dims } = msg;
     try {
       const input = new ort.Tensor("float32", features, [n, dims]);
@@ -192,7 +206,8 @@ async function main(): Promise<void> {
       const scores = ownBuffer(asFloat32(out[scoresName]?.data, scoresName));
       const styles = ownBuffer(asFloat32(out[stylesName]?.data, stylesName));
       input.dispose();
-      post({ type: "result", id, scores, styles, flags }, [
+      const seconds = (performance.now() - started) / 1000;
+      post({ type: "result", id, scores, styles, flags, seconds }, [
         scores.buffer as ArrayBuffer,
         styles.buffer as ArrayBuffer,
       ]);

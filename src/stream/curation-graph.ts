@@ -11,7 +11,7 @@ import {
 } from "rxjs";
 import { IMAGE_FAILURE_FLAGS } from "../scoring/image-source.js";
 import type { Scorer } from "../scoring/scoring-types.js";
-import type { CurationMetrics } from "./curation-metrics.js";
+import { type CurationMetrics, countDecisions } from "./curation-metrics.js";
 import { groupLag } from "./group-lag.js";
 import { scoreWindows } from "./operators/score-windows.js";
 import { windowByCountOrTime } from "./operators/window-by-count-or-time.js";
@@ -357,14 +357,7 @@ export async function runCurationGraph(options: CurationGraphOptions): Promise<C
             stats.notSelectedBy[r] = (stats.notSelectedBy[r] ?? 0) + 1;
           }
         }
-        if (!m) return;
-        const now = Date.now();
-        for (const d of kept) {
-          if (d.selected) m.selected.inc({ capability: d.pickedBy ?? "unknown" });
-          else m.notSelected.inc({ reason: d.reason ?? "unknown" });
-          m.decisionLatency.observe(Math.max(0, now - d.record.timestamp) / 1000);
-        }
-        if (kept.length > 0) m.windowSelectedShare.set(kept.filter((d) => d.selected).length / kept.length);
+        if (m) countDecisions(m, kept);
       },
     }),
   );

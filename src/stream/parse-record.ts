@@ -74,6 +74,12 @@ export function parseRawRecord(raw: RawRecord, options: ParseRecordOptions = {})
     sample.image_source = options.defaultImageSource;
   return {
     ok: true,
-    record: { origin: raw.origin, sample, timestamp: raw.timestamp, generation: raw.generation },
+    record: {
+      origin: raw.origin,
+      sample,
+      timestamp: raw.timestamp,
+      receivedAt: raw.receivedAt,
+      generation: raw.generation,
+    },
   };
 }

@@ -22,6 +22,11 @@ export interface RawRecord {
   value: Uint8Array | null;
   /** ms since epoch when the broker (or the file source) produced it */
   timestamp: number;
+  /**
+   * ms since epoch when this process received it (the fetch that brought it): the decision
+   * latency of a backfill counts from here, its produce timestamp may be hours old
+   */
+  receivedAt?: number;
   /** the source's assignment generation it was read under (ports.ts AssignmentChange) */
   generation?: number;
 }
@@ -31,6 +36,8 @@ export interface SampleRecord {
   origin: Origin;
   sample: Sample;
   timestamp: number;
+  /** when this process received it (RawRecord.receivedAt) */
+  receivedAt?: number;
   /** the generation it was read under: a decision of an old one is never published */
   generation?: number;
 }

@@ -119,6 +119,54 @@ describe("metrics", () => {
       expect(text).toMatch(/^mmssr_assignment_changes_total 1$/m);
       expect(text).toMatch(/^mmssr_dropped_stale_total 0$/m);
       expect(text).toMatch(/^mmssr_skipped_published_total 0$/m);
+      // what was published, against the manifests; the style tallies against the scored log
+      const { readPublishedEntries } = await import("../../connectors/sink/shared-output.js");
+      const { STYLES } = await import("../../src/domain/taxonomy.js");
+      const entries = await readPublishedEntries(join(dir, "metrics"));
+      for (const kind of ["scored", "selected"] as const) {
+        const mine = entries.filter((e) => e.kind === kind);
+        expect(mine.length).toBeGreaterThan(0);
+        const bytes = mine.reduce((n, e) => n + (e.bytes ?? 0), 0);
+        expect(text).toContain(`mmssr_files_published_total{kind="${kind}"} ${mine.length}\n`);
+        expect(text).toContain(`mmssr_bytes_published_total{kind="${kind}"} ${bytes}\n`);
+      }
+      const decidedByStyle = new Map<string, number>();
+      const selectedByStyle = new Map<string, number>();
+      for (const e of entries.filter((x) => x.kind === "scored")) {
+        const pool = await readScoredPoolParquet(join(dir, "metrics", e.file));
+        for (let i = 0; i < pool.size; i++)
+          STYLES.forEach((style, k) => {
+            if ((pool.styleMask[i] & (1 << k)) === 0) return;
+            decidedByStyle.set(style, (decidedByStyle.get(style) ?? 0) + 1);
+            if (pool.extras.get(i)?.selected === true)
+              selectedByStyle.set(style, (selectedByStyle.get(style) ?? 0) + 1);
+          });
+      }
+      expect(decidedByStyle.size).toBeGreaterThan(1);
+      for (const [style, n] of decidedByStyle)
+        expect(text).toContain(`mmssr_decided_by_style_total{style="${style}"} ${n}\n`);
+      for (const [style, n] of selectedByStyle)
+        expect(text).toContain(`mmssr_selected_by_style_total{style="${style}"} ${n}\n`);
+      // the flags of the scored log (the synthetic samples name images that are not there)
+      const flagged = new Map<string, number>();
+      for (const e of entries.filter((x) => x.kind === "scored")) {
+        const pool = await readScoredPoolParquet(join(dir, "metrics", e.file));
+        for (let i = 0; i < pool.size; i++)
+          for (const f of (pool.extras.get(i)?.flags as string[] | undefined) ?? [])
+            flagged.set(f, (flagged.get(f) ?? 0) + 1);
+      }
+      expect(flagged.size).toBeGreaterThan(0);
+      for (const [flag, n] of flagged)
+        expect(text).toContain(`mmssr_image_flags_total{flag="${flag}"} ${n}\n`);
+      // every scored sample went through a worker batch; and both latency histograms saw each decision
+      const batched = Number(/^mmssr_inference_batch_seconds_count (\d+)$/m.exec(text)?.[1]);
+      expect(batched).toBeGreaterThanOrEqual(Math.ceil(2000 / 256));
+      expect(text).toMatch(/^mmssr_decision_latency_seconds_count 2000$/m);
+      expect(text).toMatch(/^mmssr_decision_latency_from_arrival_seconds_count 2000$/m);
+      expect(text).toMatch(
+        /^mmssr_build_info\{version="\d+\.\d+\.\d+[^"]*",model_id="mmssr-lite@[^"]+",execution_provider="cpu"\} 1$/m,
+      );
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
     } finally {
       await new Promise((resolve) => server.close(resolve));

@@ -33,6 +33,7 @@ export function scoreWindows(
           origin: r.origin,
           sample: r.sample,
           timestamp: r.timestamp,
+          receivedAt: r.receivedAt,
           generation: r.generation,
           score: got[k],
           modelId,
