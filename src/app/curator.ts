@@ -50,6 +50,7 @@ import { selectWindowByPolicy } from "../stream/operators/select-window-by-polic
 import { PartitionOwner } from "../stream/partition-owner.js";
 import type { DeadLetterSink, DecisionOutput, PolicyStore, Source } from "../stream/ports.js";
 import type { Decision, ScoredRecord } from "../stream/stream-types.js";
+import { createLogger, type Logger } from "../util/logger.js";
 import { packageRoot, packageVersion } from "../util/package-root.js";
 
 export interface CurateRun {
@@ -64,6 +65,9 @@ export interface CurateRun {
         outputTopic?: string;
         /** the group's policy channel (default `<topic>.control`) */
         controlTopic?: string;
+        /** the group session and heartbeat (defaults: connectors/kafka/kafka-source.ts) */
+        sessionTimeoutMs?: number;
+        heartbeatIntervalMs?: number;
       }
     | {
         kind: "file";
@@ -122,6 +126,8 @@ export interface CurateRun {
   /** called once the admin API listens (its URL), e.g. to print it */
   onAdmin?: (url: string) => void;
   log?: (line: string) => void;
+  /** structured logs (pino); `log`, when given, takes every line instead (tests) */
+  logger?: Logger;
 }
 
 export interface CurateSummary extends CurationStats {
@@ -143,7 +149,9 @@ export interface CurateSummary extends CurationStats {
 
 /** Builds a curator from `run` and runs it until the source ends (idle and caught up, or aborted). */
 export async function runCurate(run: CurateRun): Promise<CurateSummary> {
-  const log = run.log ?? ((line: string) => process.stderr.write(`mmssr curate: ${line}\n`));
+  const logger = run.logger ?? createLogger({ name: "mmssr curate" });
+  const log = run.log ?? ((line: string) => logger.info(line));
+  const warn = run.log ?? ((line: string) => logger.warn(line));
   const mode = run.mode ?? "window";
   // The command line's policy is checked before anything connects, even when the group's
   // stored policy will win: a typo in a flag is the user's to hear about now.
@@ -156,7 +164,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
   const closers: (() => Promise<unknown>)[] = [];
   const closeAll = async (): Promise<void> => {
     for (const close of closers.reverse())
-      await close().catch((err) => log(`close: ${(err as Error).message}`));
+      await close().catch((err) => warn(`close: ${(err as Error).message}`));
   };
   try {
     await mkdir(run.out, { recursive: true });
@@ -271,7 +279,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
           for (const f of r.flags) flags.set(f, (flags.get(f) ?? 0) + 1);
         }
         for (const [flag, n] of flags) metrics.imageFlags.inc({ flag }, n);
-        if (images.warningDue()) log(images.warning("mmssr curate", imageBase).trimEnd());
+        if (images.warningDue()) warn(imageWarning(images, imageBase));
         return results;
       },
       close: () => scorer.close(),
@@ -308,7 +316,7 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       lag: l.lag.toString(),
     }));
     const s = sink.stats();
-    if (images.warningDue(true)) log(images.warning("mmssr curate", imageBase).trimEnd());
+    if (images.warningDue(true)) warn(imageWarning(images, imageBase));
     return {
       ...stats,
       out: run.out,
@@ -336,6 +344,13 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
 }
 
 /** A line every `everyMs`: what was read, decided, selected and dead-lettered, the lag, the rate. */
+/** The image warning as a log message (the logger adds the program and the level). */
+const imageWarning = (images: ImageHealth, base: string): string =>
+  images
+    .warning("mmssr curate", base)
+    .trimEnd()
+    .replace(/^mmssr curate: WARNING: /, "");
+
 /**
  * Keeps mmssr_consumer_lag per partition current: the group's committed offsets against the
  * partitions' ends, every 5 s (two admin requests; a scrape does not wait for them). A partition
@@ -427,7 +442,8 @@ async function openConnectors(
     closers.push(() => store.close());
     return { source, deadLetters, store };
   }
-  const { brokers, topic, group } = run.source;
+  const kafka = run.source;
+  const { brokers, topic, group } = kafka;
   const security = securityFromEnv();
   const dlqTopic = run.source.dlqTopic ?? `${topic}.dlq`;
   const admin = createKafka({
@@ -473,7 +489,15 @@ async function openConnectors(
   );
   closers.push(() => store.close());
   const source = await retrying(
-    () => createKafkaSource({ brokers, topic, groupId: group, ...security }),
+    () =>
+      createKafkaSource({
+        brokers,
+        topic,
+        groupId: group,
+        sessionTimeoutMs: kafka.sessionTimeoutMs,
+        heartbeatIntervalMs: kafka.heartbeatIntervalMs,
+        ...security,
+      }),
     log,
   );
   closers.push(() => source.stop());

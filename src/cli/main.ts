@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { ERROR_CODES, explainError, isUserError, MmssrError } from "../domain/errors.js";
 import { packageVersion } from "../util/package-root.js";
 import { registerAnnotateCommand } from "./commands/annotate-command.js";
+import { registerConfigCommand } from "./commands/config-command.js";
 import { registerCurateCommand } from "./commands/curate-command.js";
 import { registerDemoCommand } from "./commands/demo-command.js";
 import { registerDlqCommand } from "./commands/dlq-command.js";
@@ -10,6 +11,7 @@ import { registerFitCommand } from "./commands/fit-command.js";
 import { registerGenPoolCommand } from "./commands/gen-pool-command.js";
 import { registerPolicyCommand } from "./commands/policy-command.js";
 import { registerProduceCommand } from "./commands/produce-command.js";
+import { registerReportCommand } from "./commands/report-command.js";
 import { registerScoreCommand } from "./commands/score-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
 
@@ -40,6 +42,8 @@ export function buildProgram(): Command {
   registerDlqCommand(program);
   registerExportCommand(program);
   registerAnnotateCommand(program);
+  registerConfigCommand(program);
+  registerReportCommand(program);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const cmd of all(program.commands))
     cmd.exitOverride().configureOutput({

@@ -117,6 +117,9 @@ export const POLICY_FLAGS: readonly PolicyFlag[] = [
 
 const FLAG_OF_FIELD = new Map(POLICY_FLAGS.map((f) => [f.field as string, f.flag]));
 
+/** The flag that sets a policy field ("ratio" -> "--ratio"). */
+export const policyFlagOf = (field: string): string | undefined => FLAG_OF_FIELD.get(field);
+
 /** Adds the policy flags to a command (no defaults: see above). */
 export function addPolicyFlags(command: Command): Command {
   for (const f of POLICY_FLAGS) command.option(`${f.flag} ${f.argument}`, f.help);

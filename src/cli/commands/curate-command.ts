@@ -2,15 +2,27 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { parseBrokers } from "../../../connectors/kafka/kafka-client.js";
+import {
+  type ConfigKey,
+  defaultOf,
+  loadConfigFile,
+  type ResolvedConfig,
+  resolveCurateConfig,
+} from "../../app/curate-config.js";
 import { type CurateRun, type CurateSummary, runCurate } from "../../app/curator.js";
-import { isLoopbackHost } from "../../control/admin-server.js";
 import { ERROR_CODES, MmssrError } from "../../domain/errors.js";
 import { CAPABILITY_IDS } from "../../domain/taxonomy.js";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../../stream/parse-record.js";
-import { parseIntegerFlag, parseNumberFlag, parseShareFlag, usageError } from "../cli-errors.js";
+import { createLogger } from "../../util/logger.js";
+import { usageError } from "../cli-errors.js";
 import { formatDecisionTable } from "../format-summary.js";
 import { addImageOptions, checkImageBase, parseHostList } from "../image-flags.js";
-import { addPolicyFlags, givenPolicyFlags, policyFromFlags } from "../policy-flags.js";
+import {
+  addPolicyFlags,
+  givenPolicyFlags,
+  POLICY_FLAGS,
+  policyFlagOf,
+  policyInputOf,
+} from "../policy-flags.js";
 
 interface CurateFlags {
   brokers?: string;
@@ -69,14 +81,17 @@ export function registerCurateCommand(program: Command): void {
       "--policy-file <file>",
       "with --in: where the selection policy lives (mmssr policy set --policy-file changes it)",
     )
-    .requiredOption(
+    .option(
       "--out <dir>",
       "output (shareable by a fleet): DIR/selected/*.parquet, DIR/scored/*.parquet, DIR/manifests/<instance>.jsonl",
     )
     .option(
       "--mode <mode>",
-      "window (the offline selector on each window) or continuous (each sample within --max-delay-ms)",
-      "window",
+      `window (the offline selector on each window) or continuous (each sample within --max-delay-ms)${dflt("mode")}`,
+    )
+    .option(
+      "--config <file>",
+      "settings from a YAML or JSON file (keys: these flags in camelCase, policy: a section); MMSSR_<KEY> environment variables override it, flags override both (mmssr config check <file> shows the result)",
     );
   addPolicyFlags(command);
   addImageOptions(command, {
@@ -92,12 +107,15 @@ export function registerCurateCommand(program: Command): void {
       "exit 2 at the end when more than this share (0..1) of the samples naming an image could not use it",
   });
   command
-    .option("--window-size <n>", "samples per window", "20000")
-    .option("--window-ms <ms>", "a window closes this long after its first sample, full or not", "60000")
+    .option("--window-size <n>", `samples per window${dflt("windowSize")}`)
+    .option(
+      "--window-ms <ms>",
+      `a window closes this long after its first sample, full or not${dflt("windowMs")}`,
+    )
     .option("--model <dir>", "model folder (default: the bundled mmssr-lite)")
-    .option("--workers <n>", "inference worker threads", "1")
-    .option("--threads <n>", "ONNX Runtime intra-op threads per worker", "1")
-    .option("--ep <provider>", "execution provider: cpu or cuda", "cpu")
+    .option("--workers <n>", `inference worker threads${dflt("workers")}`)
+    .option("--threads <n>", `ONNX Runtime intra-op threads per worker${dflt("threads")}`)
+    .option("--ep <provider>", `execution provider: cpu or cuda${dflt("ep")}`)
     .option("--cuda-fallback", "if CUDA cannot load, run on CPU instead of failing")
     .option("--image-source <name>", "image_source of samples that name none (default: unknown)")
     .option(
@@ -110,7 +128,7 @@ export function registerCurateCommand(program: Command): void {
       "--metrics-port <port>",
       "serve Prometheus metrics at /metrics (default: MMSSR_METRICS_PORT, else off)",
     )
-    .option("--metrics-host <host>", "address the metrics server binds to", "127.0.0.1")
+    .option("--metrics-host <host>", `address the metrics server binds to${dflt("metricsHost")}`)
     .option(
       "--control-topic <name>",
       "the group's policy channel (compacted, key = group; default <topic>.control): its policy wins over the flags",
@@ -119,7 +137,7 @@ export function registerCurateCommand(program: Command): void {
       "--admin-port <port>",
       "serve the admin API (policy, status, drain, health, metrics) on this port (0: any free one, printed at start)",
     )
-    .option("--admin-host <host>", "address the admin API binds to", "127.0.0.1")
+    .option("--admin-host <host>", `address the admin API binds to${dflt("adminHost")}`)
     .option(
       "--admin-token-file <file>",
       "bearer token of the admin API (else MMSSR_ADMIN_TOKEN); required unless --admin-insecure",
@@ -127,99 +145,51 @@ export function registerCurateCommand(program: Command): void {
     .option("--admin-insecure", "admin API without a token (only on a loopback --admin-host)")
     .option(
       "--max-message-bytes <n>",
-      "dead-letter (too-large) a message over this many bytes; raise it with the broker's message.max.bytes for large inline images",
-      String(DEFAULT_MAX_MESSAGE_BYTES),
+      `dead-letter (too-large) a message over this many bytes; raise it with the broker's message.max.bytes for large inline images${dflt("maxMessageBytes")}`,
     )
     .option(
       "--progress-every <seconds>",
-      "print a progress line (read, scored, selected, dead-lettered, lag, rate) this often; 0: never",
-      "10",
+      `print a progress line (read, scored, selected, dead-lettered, lag, rate) this often; 0: never${dflt("progressEvery")}`,
     )
-    .option("--rotate-rows <n>", "publish a partition's files at this many rows", "100000")
-    .option("--rotate-ms <ms>", "... or this long after their oldest row (publish latency)", "60000")
-    .action(async (flags: CurateFlags) => {
-      if (flags.mode !== "window" && flags.mode !== "continuous")
-        throw usageError(`--mode: expected window or continuous, got ${JSON.stringify(flags.mode)}`);
-      const source = sourceOf(flags);
-      const policy = policyFromFlags(flags);
-      if (flags.mode === "continuous" && policy.ratio === undefined)
-        throw usageError(
-          "--mode continuous: needs --ratio (the share of incoming samples to admit); --budget is per window",
-        );
-      if (flags.imageBase !== undefined) await checkImageBase(flags.imageBase);
-      const allowHosts = parseHostList(flags.allowImageHosts);
-      const maxMissing = parseShareFlag("--max-missing-images", flags.maxMissingImages);
-      const admin =
-        flags.adminPort === undefined
-          ? undefined
-          : {
-              port: parseIntegerFlag("--admin-port", flags.adminPort, 0),
-              host: flags.adminHost,
-              token: await adminToken(flags.adminTokenFile),
-              insecure: flags.adminInsecure === true,
-            };
-      // Refused here, before anything connects (the server would refuse the same at start).
-      if (admin?.insecure && !isLoopbackHost(admin.host))
-        throw usageError(`--admin-insecure: only on a loopback --admin-host, not ${admin.host}`);
-      if (admin && !admin.token && !admin.insecure)
-        throw usageError(
-          "--admin-port: the admin API needs a bearer token: set MMSSR_ADMIN_TOKEN or --admin-token-file (or --admin-insecure on a loopback --admin-host)",
-        );
+    .option("--rotate-rows <n>", `publish a partition's files at this many rows${dflt("rotateRows")}`)
+    .option(
+      "--rotate-ms <ms>",
+      `... or this long after their oldest row (publish latency)${dflt("rotateMs")}`,
+    )
+    .option(
+      "--session-timeout-ms <ms>",
+      `the Kafka group session: a member silent this long loses its partitions${dflt("sessionTimeoutMs")}`,
+    )
+    .option(
+      "--heartbeat-interval-ms <ms>",
+      `heartbeats to the group coordinator, at most a third of the session${dflt("heartbeatIntervalMs")}`,
+    )
+    .option("--log-level <level>", `fatal, error, warn, info, debug, trace or silent${dflt("logLevel")}`)
+    .option(
+      "--log-format <format>",
+      `text (a line per event) or json (pino's JSON lines, for log shippers)${dflt("logFormat")}`,
+    )
+    .action(async (_flags: CurateFlags, cmd: Command) => {
+      const resolved = await resolveCurateCommand(cmd);
+      const run = await curateRunOf(resolved);
+      const { config } = resolved;
       // SIGTERM / SIGINT / SIGHUP: drain, publish, commit, exit (a second one exits at once)
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => {
         if (stop.signal.aborted) process.exit(signal === "SIGINT" ? 130 : signal === "SIGHUP" ? 129 : 143);
-        process.stderr.write(`mmssr curate: ${signal}: draining (publish, commit, then exit)\n`);
+        run.logger?.warn(`${signal}: draining (publish, commit, then exit)`);
         stop.abort();
       };
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
       // SIGHUP (a closed terminal) drains too: nothing is lost, nothing is left half done
       process.on("SIGHUP", onSignal);
-      const stats = await runCurate({
-        signal: stop.signal,
-        source,
-        out: flags.out,
-        policy,
-        givenPolicyFlags: givenPolicyFlags(flags),
-        mode: flags.mode,
-        windowSize: parseIntegerFlag("--window-size", flags.windowSize, 1),
-        windowMs: parseIntegerFlag("--window-ms", flags.windowMs, 1),
-        model: flags.model,
-        workers: parseIntegerFlag("--workers", flags.workers, 1),
-        threads: parseIntegerFlag("--threads", flags.threads, 1),
-        executionProvider: executionProviderOf(flags.ep),
-        cudaFallback: flags.cudaFallback === true,
-        loadImages: flags.images,
-        imageSource: flags.imageSource,
-        badImage: badImageOf(flags.badImage),
-        idleMs:
-          flags.untilIdle === undefined ? undefined : parseNumberFlag("--until-idle", flags.untilIdle) * 1000,
-        imageBase: flags.imageBase,
-        images: {
-          allowOutsideBase: flags.allowImagesOutsideBase === true,
-          allowHosts,
-          allowPrivateAddresses: flags.allowPrivateImageHosts === true,
-        },
-        metricsPort:
-          (flags.metricsPort ?? process.env.MMSSR_METRICS_PORT) === undefined
-            ? undefined
-            : parseIntegerFlag(
-                "--metrics-port",
-                (flags.metricsPort ?? process.env.MMSSR_METRICS_PORT) as string,
-                1,
-              ),
-        metricsHost: flags.metricsHost,
-        rotateRows: parseIntegerFlag("--rotate-rows", flags.rotateRows, 1),
-        rotateMs: parseIntegerFlag("--rotate-ms", flags.rotateMs, 1),
-        admin,
-        progressMs: parseNumberFlag("--progress-every", flags.progressEvery) * 1000,
-        maxMessageBytes: parseIntegerFlag("--max-message-bytes", flags.maxMessageBytes, 1),
-      });
+      const stats = await runCurate({ ...run, signal: stop.signal });
       process.removeListener("SIGTERM", onSignal);
       process.removeListener("SIGINT", onSignal);
       process.removeListener("SIGHUP", onSignal);
       process.stdout.write(`${formatCurateStats(stats)}\n`);
+      const maxMissing = config.maxMissingImages;
       if (
         maxMissing !== undefined &&
         stats.images.named > 0 &&
@@ -232,47 +202,103 @@ export function registerCurateCommand(program: Command): void {
     });
 }
 
-/** The source of the flags: a Kafka topic (--brokers, --topic, --group) or a file (--in). */
-function sourceOf(flags: CurateFlags): CurateRun["source"] {
-  const kafkaFlags = (["brokers", "topic", "group"] as const).filter((k) => flags[k] !== undefined);
-  if (flags.in !== undefined) {
-    if (kafkaFlags.length > 0)
-      throw usageError(`--in: a file source takes no ${kafkaFlags.map((k) => `--${k}`).join(", ")}`);
-    for (const [flag, v] of [
-      ["--dlq-topic", flags.dlqTopic],
-      ["--output-topic", flags.outputTopic],
-      ["--control-topic", flags.controlTopic],
-    ] as const)
-      if (v !== undefined) throw usageError(`${flag}: only for a Kafka source, not with --in`);
-    return { kind: "file", path: flags.in, policyFile: flags.policyFile };
+/** ` (default: X)` for a help text, from the schema (the one place defaults live). */
+function dflt(key: ConfigKey): string {
+  const v = defaultOf(key);
+  return v === undefined ? "" : ` (default: ${String(v)})`;
+}
+
+/**
+ * The curate command's effective settings: its --config file, MMSSR_* environment variables
+ * and the flags given on the command line (not commander's defaults: the schema has those).
+ */
+export async function resolveCurateCommand(cmd: Command): Promise<ResolvedConfig> {
+  const opts = cmd.opts() as Record<string, unknown>;
+  const flags: Partial<Record<ConfigKey, string | boolean>> = {};
+  for (const [attr, value] of Object.entries(opts)) {
+    if (attr === "config" || cmd.getOptionValueSource(attr) !== "cli") continue;
+    if (typeof value === "string" || typeof value === "boolean") flags[attr as ConfigKey] = value;
   }
-  if (kafkaFlags.length < 3)
-    throw usageError("give --brokers, --topic and --group (a Kafka topic), or --in (a samples file)");
-  if (flags.policyFile !== undefined)
-    throw usageError("--policy-file: only with --in (a Kafka group's policy lives on its control topic)");
-  const brokers = parseBrokers(flags.brokers as string);
-  if (brokers.length === 0) throw usageError("--brokers: no broker given");
+  const given = Object.fromEntries(
+    Object.entries(opts).filter(([attr]) => cmd.getOptionValueSource(attr) === "cli"),
+  );
+  const file = typeof opts.config === "string" ? await loadConfigFile(opts.config) : undefined;
+  return resolveCurateConfig({
+    file,
+    env: process.env,
+    flags: Object.fromEntries(Object.entries(flags).filter(([k]) => !POLICY_ATTRS.has(k))) as Partial<
+      Record<ConfigKey, string | boolean>
+    >,
+    policyFlags: { input: policyInputOf(given), given: givenPolicyFlags(given), flagOf: policyFlagOf },
+  });
+}
+
+const POLICY_ATTRS = new Set(POLICY_FLAGS.map((f) => f.attr));
+
+/**
+ * What runCurate gets from the settings: the source, the admin API with its token, the image
+ * rules, the logger. Checks what the schema cannot (folders exist, token file readable).
+ */
+export async function curateRunOf(r: ResolvedConfig): Promise<CurateRun> {
+  const c = r.config;
+  if (c.imageBase !== undefined) await checkImageBase(c.imageBase);
+  const allowHosts = parseHostList(c.allowImageHosts?.join(","));
+  const admin =
+    c.adminPort === undefined
+      ? undefined
+      : {
+          port: c.adminPort,
+          host: c.adminHost,
+          token: await adminToken(c.adminTokenFile),
+          insecure: c.adminInsecure,
+        };
+  const logger = createLogger({ level: c.logLevel, format: c.logFormat, name: "mmssr curate" });
+  const source: CurateRun["source"] =
+    c.in !== undefined
+      ? { kind: "file", path: c.in, policyFile: c.policyFile }
+      : {
+          kind: "kafka",
+          brokers: parseBrokers((c.brokers ?? []).join(",")),
+          topic: c.topic as string,
+          group: c.group as string,
+          dlqTopic: c.dlqTopic,
+          outputTopic: c.outputTopic,
+          controlTopic: c.controlTopic,
+          sessionTimeoutMs: c.sessionTimeoutMs,
+          heartbeatIntervalMs: c.heartbeatIntervalMs,
+        };
   return {
-    kind: "kafka",
-    brokers,
-    topic: flags.topic as string,
-    group: flags.group as string,
-    dlqTopic: flags.dlqTopic,
-    outputTopic: flags.outputTopic,
-    controlTopic: flags.controlTopic,
+    source,
+    out: c.out,
+    policy: c.policy,
+    givenPolicyFlags: r.givenPolicy,
+    mode: c.mode,
+    windowSize: c.windowSize,
+    windowMs: c.windowMs,
+    model: c.model,
+    workers: c.workers,
+    threads: c.threads,
+    executionProvider: c.ep,
+    cudaFallback: c.cudaFallback,
+    loadImages: c.images,
+    imageSource: c.imageSource,
+    badImage: c.badImage,
+    idleMs: c.untilIdle === undefined ? undefined : c.untilIdle * 1000,
+    imageBase: c.imageBase,
+    images: {
+      allowOutsideBase: c.allowImagesOutsideBase,
+      allowHosts,
+      allowPrivateAddresses: c.allowPrivateImageHosts,
+    },
+    metricsPort: c.metricsPort,
+    metricsHost: c.metricsHost,
+    rotateRows: c.rotateRows,
+    rotateMs: c.rotateMs,
+    admin,
+    progressMs: c.progressEvery * 1000,
+    maxMessageBytes: c.maxMessageBytes,
+    logger,
   };
-}
-
-function badImageOf(policy: string): "text-only" | "reject" {
-  if (policy !== "text-only" && policy !== "reject")
-    throw usageError(`--bad-image: expected text-only or reject, got ${JSON.stringify(policy)}`);
-  return policy;
-}
-
-function executionProviderOf(ep: string): "cpu" | "cuda" {
-  if (ep !== "cpu" && ep !== "cuda")
-    throw usageError(`--ep: expected cpu or cuda, got ${JSON.stringify(ep)}`);
-  return ep;
 }
 
 /** The admin API's token: --admin-token-file, else MMSSR_ADMIN_TOKEN, else none. */
