@@ -84,14 +84,20 @@ export class ManifestIndex {
 
   constructor(private readonly dir: string) {}
 
-  /** Reads what was appended to every manifest since the last refresh (started after it was called). */
-  refresh(): Promise<void> {
+  /**
+   * Reads what was appended to every manifest since the last refresh (started after it was
+   * called); resolves with the entries it added, manifest by manifest in line order.
+   */
+  refresh(): Promise<ManifestEntry[]> {
     const run = this.reading.then(() => this.readAll());
-    this.reading = run.catch(() => {});
+    this.reading = run.then(
+      () => {},
+      () => {},
+    );
     return run;
   }
 
-  private async readAll(): Promise<void> {
+  private async readAll(): Promise<ManifestEntry[]> {
     let names: string[] = [];
     try {
       names = (await readdir(join(this.dir, MANIFESTS_DIR))).filter((n) => n.endsWith(".jsonl"));
@@ -102,10 +108,12 @@ export class ManifestIndex {
       join(this.dir, LEGACY_MANIFEST_NAME),
       ...names.sort().map((n) => join(this.dir, MANIFESTS_DIR, n)),
     ];
-    for (const path of paths) await this.readNew(path);
+    const added: ManifestEntry[] = [];
+    for (const path of paths) await this.readNew(path, added);
+    return added;
   }
 
-  private async readNew(path: string): Promise<void> {
+  private async readNew(path: string, added: ManifestEntry[]): Promise<void> {
     const seen = this.consumed.get(path) ?? { bytes: 0, lines: 0 };
     let fh: import("node:fs/promises").FileHandle;
     try {
@@ -133,17 +141,18 @@ export class ManifestIndex {
     if (end < 0) return; // nothing complete yet
     const text = buf.subarray(0, end + 1).toString("utf8");
     const { entries } = parseManifestText(text, path, seen.lines + 1);
-    for (const e of entries) this.add(e);
+    for (const e of entries) if (this.add(e)) added.push(e);
     this.consumed.set(path, { bytes: seen.bytes + end + 1, lines: seen.lines + text.split("\n").length - 1 });
   }
 
-  private add(e: ManifestEntry): void {
-    if (this.files.has(e.file)) return;
+  private add(e: ManifestEntry): boolean {
+    if (this.files.has(e.file)) return false;
     this.files.add(e.file);
     const key = partitionKey(e.topic, e.partition);
     const list = this.byPartition.get(key) ?? [];
     list.push(e);
     this.byPartition.set(key, list);
+    return true;
   }
 
   entriesOf(tp: TopicPartition): readonly ManifestEntry[] {

@@ -14,6 +14,7 @@ import { registerProduceCommand } from "./commands/produce-command.js";
 import { registerReportCommand } from "./commands/report-command.js";
 import { registerScoreCommand } from "./commands/score-command.js";
 import { registerSelectCommand } from "./commands/select-command.js";
+import { registerTailCommand } from "./commands/tail-command.js";
 
 /** Exit codes: 0 done, 1 failure that is not the user's (I/O, bug), 2 bad usage or bad input. */
 export const EXIT_OK = 0;
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerAnnotateCommand(program);
   registerConfigCommand(program);
   registerReportCommand(program);
+  registerTailCommand(program);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const cmd of all(program.commands))
     cmd.exitOverride().configureOutput({
