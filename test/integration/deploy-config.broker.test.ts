@@ -988,6 +988,29 @@ describe("against a real curator", () => {
     expect([...new Set(problems)]).toEqual([]);
   });
 
+  it("fills the series the dashboard's operator panels need: lag per partition, publications, batches, build", async () => {
+    // lag is refreshed every 5 s: wait for both partitions of the fresh topic to have a series
+    const text = await waitFor(
+      async () => {
+        const t = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        return /^mmssr_consumer_lag\{topic="[^"]+",partition="0"\} \d+$/m.test(t) &&
+          /^mmssr_consumer_lag\{topic="[^"]+",partition="1"\} \d+$/m.test(t) &&
+          /^mmssr_files_published_total\{kind="scored"\} [1-9]/m.test(t) &&
+          // counted once the sink has taken a window's decisions (after its files publish)
+          /^mmssr_decision_latency_from_arrival_seconds_count 20$/m.test(t)
+          ? t
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "lag per partition, a published file and 20 decisions" },
+    );
+    expect(text).toMatch(/^mmssr_bytes_published_total\{kind="scored"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mmssr_inference_batch_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^mmssr_decision_latency_seconds_count 20$/m);
+    expect(text).toMatch(
+      /^mmssr_build_info\{version="[^"]+",model_id="mmssr-lite@[^"]+",execution_provider="cpu"\} 1$/m,
+    );
+  });
+
   withTool("promtool", "promtool check metrics finds nothing in the mmssr_ families", async (promtool) => {
     // prom-client's default nodejs_* gauges end in _total, which the linter flags; not ours
     const ours = scrape
