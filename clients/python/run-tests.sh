@@ -28,6 +28,9 @@ if [ -z "${MMSSR_KAFKA_BROKERS:-}" ] && [ "${MMSSR_NO_BROKER:-}" != "1" ]; then
   export MMSSR_KAFKA_BROKERS
 fi
 
+# the Hugging Face tests build datasets from generators; nothing may reach the Hub
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
 status=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider clients/python/tests "$@" || status=$?
 exit "$status"

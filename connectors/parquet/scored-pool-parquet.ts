@@ -40,6 +40,7 @@ import {
   UNKNOWN_SOURCE,
 } from "../../src/domain/taxonomy.js";
 import { describe, type ScoredPool, ScoredPoolBuilder, scoreError } from "../../src/pool/scored-pool.js";
+import { directNumbers, isValidAt, nullsOf } from "../../src/util/arrow-data.js";
 import { boolData, float64Column, float64Data, utf8Column } from "./arrow-columns.js";
 import { openParquet, parquetBatches, toPlain } from "./parquet-batches.js";
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetWriteOptions, writeParquetFile } from "./parquet-writer.js";
@@ -498,14 +499,6 @@ interface BadCell {
   text: string;
 }
 
-const isValidAt = (bitmap: Uint8Array, i: number): boolean => (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
-
-/** The null bitmap of a chunk, or undefined when it has no nulls. */
-function nullsOf(data: Data): Uint8Array | undefined {
-  const bitmap = data.nullBitmap;
-  return bitmap && bitmap.length > 0 && data.nullCount !== 0 ? bitmap : undefined;
-}
-
 function readIds(data: Data, len: number, ids: string[]): BadCell | undefined {
   const nonEmpty = (k: number, v: unknown): BadCell => ({
     k,
@@ -684,22 +677,11 @@ function readStyles(data: Data, len: number, masks: Uint16Array): BadCell | unde
 
 /** A score column into `out` (NaN = null), checking 0..5 in one pass over the values. */
 function readScores(data: Data, len: number, out: Float64Array, column: string): BadCell | undefined {
-  const values = data.values as unknown;
   const off = data.offset;
   const nulls = nullsOf(data);
   const bad = (k: number, v: unknown): BadCell => ({ k, text: `${column}: ${scoreError(v)}` });
-  const typed =
-    values instanceof Float64Array ||
-    values instanceof Float32Array ||
-    (data.type.typeId === Type.Int &&
-      (values instanceof Int32Array ||
-        values instanceof Int16Array ||
-        values instanceof Int8Array ||
-        values instanceof Uint32Array ||
-        values instanceof Uint16Array ||
-        values instanceof Uint8Array));
-  if (typed) {
-    const vals = values as Float64Array;
+  const vals = directNumbers(data);
+  if (vals) {
     for (let k = 0; k < len; k++) {
       const v = vals[off + k];
       // NaN, infinities and out-of-range values fail this one test; a null slot may hold anything.

@@ -349,9 +349,9 @@ function crossFieldProblems(
   }
   if (c.mode === "continuous" && c.policy.ratio === undefined)
     out.push({
-      where: "policy.ratio",
+      where: `${whereOf("mode")} continuous`,
       message:
-        "continuous mode needs a ratio (the share of incoming samples to admit); a budget is per window",
+        "needs --ratio (policy.ratio in a config file): the share of incoming samples to admit; --budget is per window",
     });
   // Kafka's own guidance: a heartbeat at most every third of the session, so that two can be lost
   if (c.heartbeatIntervalMs * 3 > c.sessionTimeoutMs)
@@ -363,14 +363,14 @@ function crossFieldProblems(
     if (c.adminInsecure && !isLoopbackHost(c.adminHost))
       out.push({
         where: whereOf("adminInsecure"),
-        message: `only on a loopback adminHost, not ${c.adminHost}`,
+        message: `only on a loopback --admin-host, not ${c.adminHost}`,
       });
     const token = c.adminTokenFile !== undefined || (env?.MMSSR_ADMIN_TOKEN ?? "").trim() !== "";
     if (!token && !c.adminInsecure)
       out.push({
         where: whereOf("adminPort"),
         message:
-          "the admin API needs a bearer token: set MMSSR_ADMIN_TOKEN or adminTokenFile (or adminInsecure on a loopback adminHost)",
+          "the admin API needs a bearer token: set MMSSR_ADMIN_TOKEN or --admin-token-file (adminTokenFile in a config file), or --admin-insecure on a loopback --admin-host",
       });
     if (c.metricsPort !== undefined && c.metricsPort === c.adminPort)
       out.push({

@@ -24,6 +24,7 @@ import {
 } from "../domain/taxonomy.js";
 import { describe, scoreError } from "../pool/scored-pool.js";
 import { DECISION_REASONS } from "../selection/decision-reason.js";
+import { directNumbers, isValidAt, nullsOf } from "../util/arrow-data.js";
 
 /**
  * Histogram bins over the score range of MMSSR.md (0..5): width 0.5, so each integer score of
@@ -141,14 +142,6 @@ export function checkSelectedSchema(schema: Schema, path: string): void {
     );
 }
 
-const isValid = (bitmap: Uint8Array | undefined, i: number): boolean =>
-  bitmap === undefined || (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
-
-function nullsOf(data: Data): Uint8Array | undefined {
-  const bitmap = data.nullBitmap;
-  return bitmap && bitmap.length > 0 && data.nullCount !== 0 ? bitmap : undefined;
-}
-
 /** A string column's cell reader (null for null), for utf8, dictionary and anything Arrow can get. */
 function stringReader(data: Data): (k: number) => string | null {
   const nulls = nullsOf(data);
@@ -157,14 +150,16 @@ function stringReader(data: Data): (k: number) => string | null {
     const offsets = data.valueOffsets;
     const bytes = data.values as Uint8Array;
     return (k) =>
-      isValid(nulls, off + k) ? decoder.decode(bytes.subarray(offsets[off + k], offsets[off + k + 1])) : null;
+      isValidAt(nulls, off + k)
+        ? decoder.decode(bytes.subarray(offsets[off + k], offsets[off + k + 1]))
+        : null;
   }
   if (data.type.typeId === Type.Dictionary && data.dictionary) {
     const dict = (data.dictionary.toArray() as unknown[]).map((v) =>
       v === null || v === undefined ? null : String(v),
     );
     const idx = data.values as ArrayLike<number | bigint>;
-    return (k) => (isValid(nulls, off + k) ? dict[Number(idx[off + k])] : null);
+    return (k) => (isValidAt(nulls, off + k) ? dict[Number(idx[off + k])] : null);
   }
   const vec = makeVector(data);
   return (k) => {
@@ -205,7 +200,7 @@ function stringCodes(
     const map = dict.map((v) => (v === null || v === undefined ? -1 : codeOf(String(v))));
     const idx = data.values as ArrayLike<number | bigint>;
     for (let k = 0; k < len; k++) {
-      const c = isValid(nulls, off + k) ? map[Number(idx[off + k])] : -1;
+      const c = isValidAt(nulls, off + k) ? map[Number(idx[off + k])] : -1;
       if (c === -2) full = true;
       codes[k] = c;
     }
@@ -218,7 +213,7 @@ function stringCodes(
     let prevB = -1;
     let prevCode = -1;
     for (let k = 0; k < len; k++) {
-      if (!isValid(nulls, off + k)) {
+      if (!isValidAt(nulls, off + k)) {
         codes[k] = -1;
         continue;
       }
@@ -250,20 +245,9 @@ function stringCodes(
 function numberReader(data: Data): (k: number) => number | null {
   const nulls = nullsOf(data);
   const off = data.offset;
-  const values = data.values as unknown;
-  const direct =
-    values instanceof Float64Array ||
-    values instanceof Float32Array ||
-    (data.type.typeId === Type.Int &&
-      (values instanceof Int32Array ||
-        values instanceof Int16Array ||
-        values instanceof Int8Array ||
-        values instanceof Uint32Array ||
-        values instanceof Uint16Array ||
-        values instanceof Uint8Array));
-  if (direct) {
-    const vals = values as ArrayLike<number>;
-    return (k) => (isValid(nulls, off + k) ? vals[off + k] : null);
+  const vals = directNumbers(data);
+  if (vals) {
+    return (k) => (isValidAt(nulls, off + k) ? vals[off + k] : null);
   }
   const vec = makeVector(data);
   return (k) => {
@@ -291,7 +275,7 @@ function timeReader(data: Data): ((k: number) => number | null) | undefined {
             ? 1e-3
             : 1e-6;
     const values = data.values;
-    return (k) => (isValid(nulls, off + k) ? Number(values[off + k]) * scale : null);
+    return (k) => (isValidAt(nulls, off + k) ? Number(values[off + k]) * scale : null);
   }
   const vec = makeVector(data);
   return (k) => {
@@ -344,7 +328,7 @@ function styleMasks(data: Data, len: number, masks: Uint16Array, where: (k: numb
   const seen = new Map<string, number>();
   for (let k = 0; k < len; k++) {
     let mask = 0;
-    if (isValid(nulls, off + k)) {
+    if (isValidAt(nulls, off + k)) {
       const from = Number(listOffsets[off + k]);
       const to = Number(listOffsets[off + k + 1]);
       for (let j = from; j < to; j++) {
@@ -554,7 +538,7 @@ export class ReportAccumulator {
     const off = data.offset;
     for (let k = 0; k < len; k++) {
       const i = off + k;
-      flags[k] = isValid(nulls, i) && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? 1 : 0;
+      flags[k] = isValidAt(nulls, i) && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? 1 : 0;
     }
     return matched;
   }
@@ -899,7 +883,7 @@ function checkIds(data: Data, len: number, where: (k: number) => string): void {
   if (data.type.typeId === Type.Utf8 && data.valueOffsets instanceof Int32Array) {
     const offsets = data.valueOffsets;
     for (let k = 0; k < len; k++) {
-      if (!isValid(nulls, off + k))
+      if (!isValidAt(nulls, off + k))
         throw new MmssrError(ERROR_CODES.BAD_ROW, `${where(k)}: id: expected a non-empty string, got null`);
       if (offsets[off + k] === offsets[off + k + 1])
         throw new MmssrError(

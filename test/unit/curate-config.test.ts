@@ -163,7 +163,7 @@ describe("rules between keys", () => {
 
   it("continuous mode needs a ratio", () => {
     expect(check({ mode: "continuous", policy: { budget: 10 } })).toMatch(
-      /^policy\.ratio: continuous mode needs a ratio/,
+      /^mode \(curate\.yaml\) continuous: needs --ratio/,
     );
   });
 
@@ -179,7 +179,7 @@ describe("rules between keys", () => {
       /^adminPort \(curate\.yaml\): the same port as metricsPort \(curate\.yaml\) \(9464\)/,
     );
     expect(check({ adminPort: 8080, adminInsecure: true, adminHost: "0.0.0.0" })).toMatch(
-      /^adminInsecure \(curate\.yaml\): only on a loopback adminHost, not 0\.0\.0\.0/,
+      /^adminInsecure \(curate\.yaml\): only on a loopback --admin-host, not 0\.0\.0\.0/,
     );
   });
 });
