@@ -198,3 +198,22 @@ def test_feed_follows_resumes_and_splits_a_live_curator(tmp_path: Path):
     file_of = {i: f for f, ids in on_disk.items() for i in ids}
     files = [{file_of[i] for i in ids} for ids in rank_ids]
     assert not files[0] & files[1]
+
+    # the TypeScript reader of the same contract (`mmssr tail`): the same rows in the same
+    # order, per rank, and a Python token and a TypeScript one resume at the same row
+    for rank in range(2):
+        res = subprocess.run(
+            [exe, str(CLI), "tail", "--out", str(out), "--once", "--rows", "--rank", str(rank), "--world-size", "2"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
+        ts_ids = [json.loads(line)["id"] for line in res.stdout.splitlines() if line.strip()]
+        assert ts_ids == rank_ids[rank], f"rank {rank}: mmssr tail and Feed disagree on the feed order"
+    position = tmp_path / "ts-position.json"
+    position.write_text(json.dumps(token), encoding="utf-8")
+    res = subprocess.run(
+        [exe, str(CLI), "tail", "--out", str(out), "--once", "--rows", "--position", str(position)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["id"] for line in res.stdout.splitlines() if line.strip()] == rest
