@@ -286,7 +286,9 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
     };
     log(`instance ${output.instanceId} writing to ${run.out}`);
     if (run.progressMs !== undefined && run.progressMs > 0) {
-      const progress = startProgress(live, source, run.progressMs, log);
+      // JSON logs get the figures as fields as well (a log shipper should not parse the line)
+      const report = run.log ?? ((line: string, fields: object) => logger.info({ progress: fields }, line));
+      const progress = startProgress(live, source, run.progressMs, report);
       closers.push(async () => clearInterval(progress));
     }
 
@@ -392,7 +394,7 @@ function startProgress(
   live: CurationLive,
   source: Source,
   everyMs: number,
-  log: (line: string) => void,
+  report: (line: string, fields: object) => void,
 ): NodeJS.Timeout {
   let lastRead = 0;
   let lastAt = Date.now();
@@ -408,9 +410,18 @@ function startProgress(
         const rate = ((s.read - lastRead) * 1000) / Math.max(now - lastAt, 1);
         lastRead = s.read;
         lastAt = now;
-        const lag = lags ? `, lag ${lags.reduce((a, l) => a + l.lag, 0n)}` : "";
-        log(
+        const total = lags?.reduce((a, l) => a + l.lag, 0n);
+        const lag = total === undefined ? "" : `, lag ${total}`;
+        report(
           `progress: read ${s.read}, scored ${s.scored}, selected ${s.selected}, dead-lettered ${s.deadLettered}${lag}, ${rate.toFixed(0)} msg/s`,
+          {
+            read: s.read,
+            scored: s.scored,
+            selected: s.selected,
+            deadLettered: s.deadLettered,
+            ...(total === undefined ? {} : { lag: Number(total) }),
+            ratePerSecond: Math.round(rate),
+          },
         );
       })
       .finally(() => {

@@ -288,6 +288,44 @@ describe("mmssr curate --config", () => {
 });
 
 describe("logs", () => {
+  it("a curate run logs JSON through the logger it is given, progress with its figures as fields", async () => {
+    const { runCurate } = await import("../../src/app/curator.js");
+    const input = join(dir, "logged.jsonl");
+    await writeFile(
+      input,
+      `${syntheticSamples(2000, 8)
+        .map((s) => JSON.stringify(s))
+        .join("\n")}\n`,
+    );
+    const lines: string[] = [];
+    const logger = createLogger({ format: "json", name: "mmssr curate", write: (l) => lines.push(l) });
+    const stats = await runCurate({
+      source: { kind: "file", path: input },
+      out: join(dir, "logged"),
+      policy: { ratio: 0.2 },
+      windowSize: 100,
+      windowMs: 10_000,
+      loadImages: false,
+      progressMs: 10,
+      logger,
+    });
+    const events = lines
+      .join("")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { level: number; msg: string; progress?: Record<string, number> });
+    expect(events.some((e) => e.level === 30 && /^instance \S+ writing to /.test(e.msg))).toBe(true);
+    const progress = events.filter((e) => e.progress !== undefined);
+    expect(progress.length).toBeGreaterThan(0);
+    for (const p of progress) {
+      expect(p.msg).toMatch(/^progress: read \d+, scored \d+/);
+      expect(p.progress?.read).toBeLessThanOrEqual(stats.read);
+      expect(Object.keys(p.progress ?? {})).toEqual(
+        expect.arrayContaining(["read", "scored", "selected", "deadLettered", "ratePerSecond"]),
+      );
+    }
+  });
+
   it("json: one pino JSON line per event with its level; text: the CLI's lines, warnings named", () => {
     const lines: string[] = [];
     const json = createLogger({ format: "json", name: "mmssr curate", write: (l) => lines.push(l) });
