@@ -222,6 +222,7 @@ export function resolveCurateConfig(layers: ConfigLayers): ResolvedConfig {
         origins[key] = { kind: "file", path };
       }
   }
+  problems.push(...misspeltVariables(layers.env));
   for (const key of KEYS) {
     const name = envOf(key);
     const raw = layers.env?.[name];
@@ -302,6 +303,38 @@ function issueText(issue: z.core.$ZodIssue): string {
     default:
       return issue.message;
   }
+}
+
+/**
+ * MMSSR_* variables a letter or two away from a setting's (MMSSR_WORKER for MMSSR_WORKERS):
+ * a typo there would otherwise be ignored in silence. Other MMSSR_* variables (the Kafka
+ * security settings, the admin token) are far from every setting's name and pass.
+ */
+function misspeltVariables(env: Record<string, string | undefined> | undefined): ConfigProblem[] {
+  if (!env) return [];
+  const names = KEYS.map(envOf);
+  const out: ConfigProblem[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith("MMSSR_") || names.includes(name) || env[name] === undefined) continue;
+    // short names (MMSSR_IN, MMSSR_EP) are too near too much to guess at
+    const near = names.find((n) => {
+      const len = n.length - "MMSSR_".length;
+      return len > 3 && editDistance(n, name) <= (len >= 8 ? 2 : 1);
+    });
+    if (near) out.push({ where: name, message: `not a setting (did you mean ${near}?)` });
+  }
+  return out;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 /** One usage error listing every problem (the CLI prints it and exits 2). */

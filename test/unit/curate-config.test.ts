@@ -118,6 +118,21 @@ describe("errors name where the value came from, all at once", () => {
     expect(message).toContain("policy.ratio (curate.yaml): ");
   });
 
+  it("a misspelt MMSSR_ variable is named; other MMSSR_ variables pass", () => {
+    const message = problemsOf(() =>
+      resolveCurateConfig({ file: fileOf(kafka), env: { MMSSR_WORKER: "2", MMSSR_WINDOWSIZE: "5" } }),
+    );
+    expect(message).toContain("MMSSR_WORKER: not a setting (did you mean MMSSR_WORKERS?)");
+    expect(message).toContain("MMSSR_WINDOWSIZE: not a setting (did you mean MMSSR_WINDOW_SIZE?)");
+    const env = {
+      MMSSR_KAFKA_SSL: "1",
+      MMSSR_ADMIN_TOKEN: "t",
+      MMSSR_KAFKA_LOG_LEVEL: "warn",
+      MMSSR_ID: "x",
+    };
+    expect(() => resolveCurateConfig({ file: fileOf(kafka), env })).not.toThrow();
+  });
+
   it("a bad policy flag is named as the flag", () => {
     const message = problemsOf(() =>
       resolveCurateConfig({
