@@ -32,20 +32,28 @@ import {
 } from "apache-arrow";
 import { ERROR_CODES, MmssrError } from "../../src/domain/errors.js";
 import {
-  CAPABILITY_IDS,
   NUM_CAPABILITIES,
   NUM_STYLES,
   STYLES,
   styleIndex,
   UNKNOWN_SOURCE,
 } from "../../src/domain/taxonomy.js";
-import { describe, type ScoredPool, ScoredPoolBuilder, scoreError } from "../../src/pool/scored-pool.js";
+import {
+  describe,
+  missingScoredColumn,
+  SCORE_COLUMNS,
+  type ScoredPool,
+  ScoredPoolBuilder,
+  scoreError,
+} from "../../src/pool/scored-pool.js";
 import { directNumbers, isValidAt, nullsOf } from "../../src/util/arrow-data.js";
 import { boolData, float64Column, float64Data, utf8Column } from "./arrow-columns.js";
 import { openParquet, parquetBatches, toPlain } from "./parquet-batches.js";
 import { DEFAULT_ROW_GROUP_SIZE, type ParquetWriteOptions, writeParquetFile } from "./parquet-writer.js";
 
-export const SCORE_COLUMNS: readonly string[] = CAPABILITY_IDS.map((id) => `score_${id}`);
+/** the score columns (src/pool/scored-pool.ts), re-exported for the Parquet readers and writers */
+export { SCORE_COLUMNS };
+
 const INTERCHANGE_COLUMNS = new Set(["id", "image_source", "styles", ...SCORE_COLUMNS]);
 
 export interface WriteScoredPoolParquetOptions extends ParquetWriteOptions {
@@ -719,13 +727,13 @@ export async function readScoredPoolParquet(
   const { file, schema, numRows: totalRows } = await openParquet(path);
   try {
     const names = schema.fields.map((f) => f.name);
-    const present = new Set(names);
-    for (const required of ["id", "styles", ...SCORE_COLUMNS])
-      if (!present.has(required))
-        throw new MmssrError(
-          ERROR_CODES.MISSING_COLUMN,
-          `${path}: missing required column ${required} (a scored pool needs id, styles and ${SCORE_COLUMNS.join(", ")}; found ${names.join(", ") || "no columns"})`,
-        );
+    const required = missingScoredColumn(names);
+    const hasSource = names.includes("image_source");
+    if (required !== undefined)
+      throw new MmssrError(
+        ERROR_CODES.MISSING_COLUMN,
+        `${path}: missing required column ${required} (a scored pool needs id, styles and ${SCORE_COLUMNS.join(", ")}; found ${names.join(", ") || "no columns"})`,
+      );
     const extraNames = names.filter((n) => !INTERCHANGE_COLUMNS.has(n));
 
     const builder = new ScoredPoolBuilder(Math.max(totalRows, 16), { trackIds: true });
@@ -751,11 +759,7 @@ export async function readScoredPoolParquet(
 
       const ids: string[] = new Array(len);
       let bad = readIds(col("id"), len, ids);
-      const src = readSources(
-        present.has("image_source") ? col("image_source") : undefined,
-        len,
-        sourceCodes,
-      );
+      const src = readSources(hasSource ? col("image_source") : undefined, len, sourceCodes);
       bad = first(bad, src.bad);
       bad = first(bad, readStyles(col("styles"), len, styleMask));
       for (let c = 0; c < NUM_CAPABILITIES; c++)

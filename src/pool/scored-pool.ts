@@ -302,6 +302,15 @@ export class ScoredPoolBuilder {
 /** Fields of the interchange format; anything else on a row is an extra, carried through. */
 export const INTERCHANGE_FIELDS = new Set(["id", "image_source", "styles", "scores"]);
 
+/** The score columns of the columnar (Parquet) form of the interchange format, in CAPABILITIES order. */
+export const SCORE_COLUMNS: readonly string[] = CAPABILITY_IDS.map((id) => `score_${id}`);
+
+/** The first column a columnar scored pool must have and `names` lacks (id, styles, every score), if any. */
+export function missingScoredColumn(names: readonly string[]): string | undefined {
+  const present = new Set(names);
+  return ["id", "styles", ...SCORE_COLUMNS].find((c) => !present.has(c));
+}
+
 export type FieldErrors = string[];
 
 /**

@@ -22,7 +22,7 @@ import {
   styleIndex,
   UNKNOWN_SOURCE,
 } from "../domain/taxonomy.js";
-import { describe, scoreError } from "../pool/scored-pool.js";
+import { describe, missingScoredColumn, SCORE_COLUMNS, scoreError } from "../pool/scored-pool.js";
 import { DECISION_REASONS } from "../selection/decision-reason.js";
 import { directNumbers, isValidAt, nullsOf } from "../util/arrow-data.js";
 
@@ -42,8 +42,6 @@ export const MAX_TIMELINE_POINTS = 1500;
 const MAX_WINDOWS = 200_000;
 /** Distinct model ids and unknown reason strings named; the rest are counted together. */
 const MAX_NAMED = 50;
-
-export const SCORE_COLUMNS: readonly string[] = CAPABILITIES.map((c) => `score_${c.id}`);
 
 /** Label of the decision chart for rows not selected whose reason the file does not record. */
 export const REASON_NOT_RECORDED = "not recorded";
@@ -124,13 +122,12 @@ const badRow = (path: string, row: number, text: string): MmssrError =>
 /** Checks that a file has the columns `mmssr report` needs (MISSING_COLUMN names the file and column). */
 export function checkScoredSchema(schema: Schema, path: string): void {
   const names = schema.fields.map((f) => f.name);
-  const present = new Set(names);
-  for (const required of ["id", "styles", ...SCORE_COLUMNS])
-    if (!present.has(required))
-      throw new MmssrError(
-        ERROR_CODES.MISSING_COLUMN,
-        `${path}: missing column ${required} (a scored file needs id, styles and ${SCORE_COLUMNS.join(", ")}; found ${names.join(", ") || "no columns"})`,
-      );
+  const required = missingScoredColumn(names);
+  if (required !== undefined)
+    throw new MmssrError(
+      ERROR_CODES.MISSING_COLUMN,
+      `${path}: missing column ${required} (a scored file needs id, styles and ${SCORE_COLUMNS.join(", ")}; found ${names.join(", ") || "no columns"})`,
+    );
 }
 
 /** Checks that a selected file has an id column. */
