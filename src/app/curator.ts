@@ -45,6 +45,7 @@ import {
   showPolicy,
 } from "../stream/curation-metrics.js";
 import { groupLag } from "../stream/group-lag.js";
+import { parsePartitionKey } from "../stream/offset-ledger.js";
 import { selectContinuousByPolicy } from "../stream/operators/select-continuous.js";
 import { selectWindowByPolicy } from "../stream/operators/select-window-by-policy.js";
 import { PartitionOwner } from "../stream/partition-owner.js";
@@ -358,6 +359,12 @@ const imageWarning = (images: ImageHealth, base: string): string =>
  * partitions' ends, every 5 s (two admin requests; a scrape does not wait for them). A partition
  * that is no longer reported loses its series.
  */
+/** A partition key of the lag report (offset-ledger's "topic:partition") as the lag gauge's labels. */
+function lagLabels(key: string): { topic: string; partition: string } {
+  const { topic, partition } = parsePartitionKey(key);
+  return { topic, partition: String(partition) };
+}
+
 function watchConsumerLag(source: Source, metrics: CurationMetrics): NodeJS.Timeout {
   let shown = new Set<string>();
   let busy = false;
@@ -369,16 +376,10 @@ function watchConsumerLag(source: Source, metrics: CurationMetrics): NodeJS.Time
       if (!lags) return;
       const now = new Set<string>();
       for (const l of lags) {
-        const cut = l.partition.lastIndexOf(":");
-        const labels = { topic: l.partition.slice(0, cut), partition: l.partition.slice(cut + 1) };
-        metrics.consumerLag.set(labels, Number(l.lag));
+        metrics.consumerLag.set(lagLabels(l.partition), Number(l.lag));
         now.add(l.partition);
       }
-      for (const gone of shown)
-        if (!now.has(gone)) {
-          const cut = gone.lastIndexOf(":");
-          metrics.consumerLag.remove({ topic: gone.slice(0, cut), partition: gone.slice(cut + 1) });
-        }
+      for (const gone of shown) if (!now.has(gone)) metrics.consumerLag.remove(lagLabels(gone));
       shown = now;
     } finally {
       busy = false;

@@ -68,6 +68,9 @@ export function showPolicy(metrics: CurationMetrics, policy: SelectionPolicy): v
     else metrics.policy.set({ setting }, v);
 }
 
+/** seconds; both decision latencies share them, so their panels compare bucket by bucket */
+const DECISION_LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
 export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): CurationMetrics {
   const registers = [registry];
   return {
@@ -124,7 +127,7 @@ export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): Cu
     decisionLatency: new Histogram({
       name: `${prefix}decision_latency_seconds`,
       help: "from a record's timestamp to its decision",
-      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      buckets: DECISION_LATENCY_BUCKETS,
       registers,
     }),
     notSelected: new Counter({
@@ -147,7 +150,7 @@ export function createCurationMetrics(registry: Registry, prefix = "mmssr_"): Cu
     decisionLatencyFromArrival: new Histogram({
       name: `${prefix}decision_latency_from_arrival_seconds`,
       help: "from this process receiving a record (its fetch) to its decision",
-      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      buckets: DECISION_LATENCY_BUCKETS,
       registers,
     }),
     decidedByStyle: new Counter({

@@ -214,21 +214,23 @@ function dflt(key: ConfigKey): string {
  */
 export async function resolveCurateCommand(cmd: Command): Promise<ResolvedConfig> {
   const opts = cmd.opts() as Record<string, unknown>;
-  const flags: Partial<Record<ConfigKey, string | boolean>> = {};
-  for (const [attr, value] of Object.entries(opts)) {
-    if (attr === "config" || cmd.getOptionValueSource(attr) !== "cli") continue;
-    if (typeof value === "string" || typeof value === "boolean") flags[attr as ConfigKey] = value;
-  }
+  // given on the command line, split into settings and policy flags (--config names the file)
   const given = Object.fromEntries(
     Object.entries(opts).filter(([attr]) => cmd.getOptionValueSource(attr) === "cli"),
   );
+  const flags: Partial<Record<ConfigKey, string | boolean>> = {};
+  for (const [attr, value] of Object.entries(given))
+    if (
+      attr !== "config" &&
+      !POLICY_ATTRS.has(attr) &&
+      (typeof value === "string" || typeof value === "boolean")
+    )
+      flags[attr as ConfigKey] = value;
   const file = typeof opts.config === "string" ? await loadConfigFile(opts.config) : undefined;
   return resolveCurateConfig({
     file,
     env: process.env,
-    flags: Object.fromEntries(Object.entries(flags).filter(([k]) => !POLICY_ATTRS.has(k))) as Partial<
-      Record<ConfigKey, string | boolean>
-    >,
+    flags,
     policyFlags: { input: policyInputOf(given), given: givenPolicyFlags(given), flagOf: policyFlagOf },
   });
 }
