@@ -13,23 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import A, B, Fleet
 from fakeout import CAPABILITIES, SELECTED_SCHEMA
+from waiting import wait_for
 
 from mmssr_feed import Feed, FeedError, ManifestError, PositionError, ShardMismatchError, fnv1a32, shard_owner
 
 
 def ids_of(rows) -> List[str]:
     return [r["id"] for r in rows]
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,15 +15,15 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Dict, List
 
 import pyarrow.parquet as pq
 import pytest
 
 from mmssr_feed import Feed, ManifestReader
+from waiting import wait_for
 
 BROKERS = os.environ.get("MMSSR_KAFKA_BROKERS", "").strip()
 if not BROKERS and os.environ.get("MMSSR_REQUIRE_TOOLS") == "1":
@@ -35,18 +35,6 @@ REPO = Path(__file__).resolve().parents[3]
 CLI = REPO / "bin" / "mmssr.js"
 FIXTURE = REPO / "test" / "fixtures" / "samples" / "llava_instruct_20.json"
 
-T = TypeVar("T")
-
-
-def wait_for(pred: Callable[[], Optional[T]], timeout: float, what: str, log: Callable[[], str] = lambda: "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")
-        time.sleep(0.1)
 
 
 def node() -> str:
@@ -132,7 +120,7 @@ def test_feed_follows_resumes_and_splits_a_live_curator(tmp_path: Path):
         )
     try:
         # the curator publishes while it runs (rotation by rows and time), not only at the end
-        wait_for(lambda: len(published_selected(out)) >= 2, 120, "two published selected shards", log)
+        wait_for(lambda: len(published_selected(out)) >= 2, 120, "two published selected shards", interval=0.1, log=log)
         assert curator.poll() is None, log()
 
         # stop a reader somewhere inside a shard, and keep its token as a checkpoint would
@@ -148,16 +136,16 @@ def test_feed_follows_resumes_and_splits_a_live_curator(tmp_path: Path):
         assert token["shard"] is not None and token["row"] > 0, token
 
         # the follower has read published shards; more are published after that
-        wait_for(lambda: len(followed) > 0, 60, "the follower's first rows", log)
+        wait_for(lambda: len(followed) > 0, 60, "the follower's first rows", interval=0.1, log=log)
         before_round2 = set(published_selected(out))
         sent += write_round(tmp_path / "r2.jsonl", topic, 2, 120)
         produce(exe, topic, tmp_path / "r2.jsonl", create=False)
         wait_for(lambda: any(i.startswith(f"{topic}-r2-") for i in followed), 120,
-                 "the follower to yield a row of round 2", log)
+                 "the follower to yield a row of round 2", interval=0.1, log=log)
         sent += write_round(tmp_path / "r3.jsonl", topic, 3, 80)
         produce(exe, topic, tmp_path / "r3.jsonl", create=False)
         wait_for(lambda: any(i.startswith(f"{topic}-r3-") for i in followed), 120,
-                 "the follower to yield a row of round 3", log)
+                 "the follower to yield a row of round 3", interval=0.1, log=log)
 
         # SIGTERM: the curator drains, publishes what it decided and exits
         curator.send_signal(signal.SIGTERM)
@@ -178,7 +166,7 @@ def test_feed_follows_resumes_and_splits_a_live_curator(tmp_path: Path):
     assert set(published) - before_round2, "shards were published after the follower had started reading"
 
     # the follower picks everything up, exactly once, then stops on request
-    wait_for(lambda: len(followed) >= len(all_ids) or follower_error, 60, "the follower to catch up", log)
+    wait_for(lambda: len(followed) >= len(all_ids) or follower_error, 60, "the follower to catch up", interval=0.1, log=log)
     stop.set()
     follow_thread.join(10)
     assert not follow_thread.is_alive()
