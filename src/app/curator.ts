@@ -266,8 +266,12 @@ export async function runCurate(run: CurateRun): Promise<CurateSummary> {
       { version: packageVersion(), model_id: scorer.id, execution_provider: scorer.provider },
       1,
     );
-    const lagTimer = watchConsumerLag(source, metrics);
-    closers.push(async () => clearInterval(lagTimer));
+    // two admin requests every 5 s: only where someone can read the gauge (a metrics port, the
+    // admin API's /metrics, or a registry the caller holds)
+    if (run.metricsPort !== undefined || run.admin || run.registry) {
+      const lagTimer = watchConsumerLag(source, metrics);
+      closers.push(async () => clearInterval(lagTimer));
+    }
     // Images that cannot be used change the scores: say so loudly, once, and count them.
     const images = new ImageHealth();
     const observed: Scorer = {
