@@ -138,7 +138,7 @@ export class SelectedFeed {
   /**
    * This rank's shards not yet finished, in feed order; with `follow`, waits for new ones
    * until `signal` aborts. A shard handed out stays "in progress" until the next one is asked
-   * for (or `finishShard`), so a position taken meanwhile resumes at its start.
+   * for (or `finish` is called), so a position taken meanwhile resumes at its start.
    */
   async *shards(options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<ManifestEntry> {
     let first = true;
@@ -208,6 +208,11 @@ export class SelectedFeed {
           `${path}: ${seen} rows, but its manifest line says ${entry.rows}: the shard is not the one published`,
         );
     }
+  }
+
+  /** Marks a shard handed out by `shards()` as done: a position taken now resumes after it. */
+  finish(entry: ManifestEntry): void {
+    this.pass(entry);
   }
 
   private pass(entry: ManifestEntry): void {

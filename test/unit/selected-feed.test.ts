@@ -129,6 +129,21 @@ describe("SelectedFeed", () => {
     expect(seen.slice(0, before.length)).toEqual(before);
   });
 
+  it("a shard marked finished is behind the position: a feed started there never hands it out", async () => {
+    const feed = new SelectedFeed(out);
+    const first = (await feed.shards().next()).value as ManifestEntry;
+    expect(feed.position().shard).toBe(first.file);
+    feed.finish(first);
+    const token = feed.position();
+    expect(token.shard).toBeNull();
+    expect(token.done[first.instance ?? ""]).toBe(first.seq);
+    const rest: string[] = [];
+    for await (const e of new SelectedFeed(out, { start: token }).shards()) rest.push(e.file);
+    expect(rest).not.toContain(first.file);
+    const all = (await readPublishedEntries(out)).filter((e) => e.kind === "selected");
+    expect(rest.length).toBe(all.length - 1);
+  });
+
   it("orders manifests by their next line, keeping each one's line order", () => {
     const e = (instance: string, seq: number, at: string): ManifestEntry =>
       ({
@@ -181,6 +196,12 @@ describe("mmssr tail", () => {
     ).toEqual(ranked);
     const bad = await runCli(["tail", "--out", out, "--rank", "2", "--world-size", "2"]);
     expect(bad.code).toBe(2);
+    const torn = join(dir, "torn-position.json");
+    await writeFile(torn, '{"v": 1, "done": ');
+    const unreadable = await runCli(["tail", "--out", out, "--once", "--position", torn]);
+    expect(unreadable.code).toBe(2);
+    expect(unreadable.stderr).toMatch(/--position: .*torn-position\.json is not a position token/);
+    expect(await readFile(torn, "utf8")).toBe('{"v": 1, "done": ');
   });
 });
 

@@ -82,8 +82,10 @@ export function registerTailCommand(program: Command): void {
                 publishedAt: e.publishedAt,
               })}\n`,
             );
+            feed.finish(e);
+            await save();
           }
-          // the last shard counts as passed once the loop has gone beyond it
+          // the shards of other ranks passed after the last one printed
           await save();
         }
       } finally {
