@@ -80,7 +80,6 @@ export const CurateConfigSchema = z.strictObject({
   policy: z.record(z.string(), z.unknown()).optional(),
 });
 
-export type CurateConfigInput = z.input<typeof CurateConfigSchema>;
 export type CurateConfig = z.output<typeof CurateConfigSchema> & { policy: SelectionPolicy };
 export type ConfigKey = Exclude<keyof z.output<typeof CurateConfigSchema>, "policy">;
 
@@ -338,7 +337,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** One usage error listing every problem (the CLI prints it and exits 2). */
-export function configError(problems: readonly ConfigProblem[]): MmssrError {
+function configError(problems: readonly ConfigProblem[]): MmssrError {
   return new MmssrError(
     ERROR_CODES.USAGE,
     problems.length === 1
@@ -463,20 +462,4 @@ export function describeConfig(r: ResolvedConfig): Record<string, unknown> {
   }
   out.policy = r.config.policy;
   return out;
-}
-
-/** Where each set key came from, one line each ("windowSize: 500 (file curate.yaml)"). */
-export function describeOrigins(r: ResolvedConfig): string[] {
-  return KEYS.filter((k) => r.config[k] !== undefined).map((k) => {
-    const o = r.origins[k];
-    const from =
-      o.kind === "default"
-        ? "default"
-        : o.kind === "file"
-          ? `file ${o.path}`
-          : o.kind === "env"
-            ? `environment ${o.name}`
-            : `flag ${o.flag}`;
-    return `${k}: ${JSON.stringify(r.config[k])} (${from})`;
-  });
 }
